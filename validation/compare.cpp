@@ -1,0 +1,127 @@
+// validation/compare.cpp — implementation of the comparison path (see compare.hpp).
+#include "validation/compare.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace plx {
+
+std::vector<std::size_t> unflatten(std::size_t flat, const std::vector<std::size_t>& shape) {
+  std::vector<std::size_t> idx(shape.size());
+  for (std::size_t a = shape.size(); a-- > 0;) {
+    idx[a] = shape[a] ? flat % shape[a] : 0;
+    flat = shape[a] ? flat / shape[a] : 0;
+  }
+  return idx;
+}
+
+std::string index_str(const std::vector<std::size_t>& idx) { return shape_str(idx); }
+
+double ulp_in(DType t, double x) {
+  int digits = 53, emin = -1022;
+  switch (t) {
+    case DType::F64: digits = 53, emin = -1022; break;
+    case DType::F32: digits = 24, emin = -126; break;
+    case DType::BF16: digits = 8, emin = -126; break;
+    case DType::F16: digits = 11, emin = -14; break;
+  }
+  double a = std::fabs(x);
+  int e = a > 0 ? std::ilogb(a) : emin;
+  if (e < emin) e = emin;
+  return std::ldexp(1.0, e - (digits - 1));
+}
+
+TensorReport compare_tensor(const std::string& name, const Tensor<double>& cand, const Tensor<double>& truth,
+                            DType dt, const Tolerance& tol, const Tensor<double>* baseline) {
+  if (cand.shape != truth.shape)
+    throw Error("compare '" + name + "': candidate shape " + shape_str(cand.shape) + " differs from truth " +
+                shape_str(truth.shape));
+  if (baseline && baseline->shape != truth.shape)
+    throw Error("compare '" + name + "': baseline shape " + shape_str(baseline->shape) + " differs from truth " +
+                shape_str(truth.shape));
+  TensorReport r;
+  r.name = name, r.dtype = dt, r.n = truth.size(), r.tolerance_why = tol.why;
+  double num = 0, den = 0;
+  std::size_t worst = 0;
+  bool have_worst = false;
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const double c = cand.data[i], t = truth.data[i];
+    r.truth_max_abs = std::max(r.truth_max_abs, std::fabs(t));
+    if (!std::isfinite(c)) {
+      if (r.nonfinite++ == 0) r.first_nonfinite = unflatten(i, truth.shape);
+      continue;
+    }
+    const double e = std::fabs(c - t);
+    num += e * e, den += t * t;
+    if (!have_worst || e > r.max_abs) r.max_abs = e, worst = i, have_worst = true;
+    if (t != 0) r.max_rel = std::max(r.max_rel, e / std::fabs(t));
+    r.max_ulp = std::max(r.max_ulp, e / ulp_in(dt, t));
+  }
+  r.normwise_rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  if (have_worst) {
+    r.worst_index = unflatten(worst, truth.shape);
+    r.worst_candidate = cand.data[worst], r.worst_truth = truth.data[worst];
+  }
+  if (baseline) {
+    double b = 0;
+    for (std::size_t i = 0; i < truth.size(); ++i) b = std::max(b, std::fabs(baseline->data[i] - truth.data[i]));
+    r.baseline_max_abs = b;
+  }
+  const double floor = tol.abs_floor + tol.rel_floor * r.truth_max_abs;
+  r.limit = std::max(floor, r.baseline_max_abs ? tol.baseline_ratio * *r.baseline_max_abs : 0.0);
+  r.passed = r.nonfinite == 0 && r.max_abs <= r.limit;
+  for (std::size_t i = 0; i < truth.size() && r.first_mismatches.size() < 5; ++i) {
+    const double c = cand.data[i], t = truth.data[i];
+    if (!std::isfinite(c) || std::fabs(c - t) > r.limit) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%s: candidate %.9g vs truth %.17g", index_str(unflatten(i, truth.shape)).c_str(), c, t);
+      r.first_mismatches.push_back(buf);
+    }
+  }
+  return r;
+}
+
+std::string format_report(const std::vector<TensorReport>& rs) {
+  std::ostringstream o;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%-10s %-8s %10s %10s %10s %9s %10s %10s %8s  %s\n", "tensor", "dtype", "max_abs",
+                "max_rel", "norm_rel", "max_ulp", "baseline", "limit", "ratio", "result");
+  o << buf;
+  for (const auto& r : rs) {
+    std::string base = r.baseline_max_abs ? [&] { char b[32]; std::snprintf(b, sizeof b, "%.3g", *r.baseline_max_abs); return std::string(b); }() : "-";
+    std::string ratio = r.baseline_max_abs && *r.baseline_max_abs > 0
+                            ? [&] { char b[32]; std::snprintf(b, sizeof b, "%.2f", r.max_abs / *r.baseline_max_abs); return std::string(b); }()
+                            : "-";
+    std::snprintf(buf, sizeof buf, "%-10s %-8s %10.3g %10.3g %10.3g %9.3g %10s %10.3g %8s  %s\n", r.name.c_str(),
+                  to_string(r.dtype).c_str(), r.max_abs, r.max_rel, r.normwise_rel, r.max_ulp, base.c_str(), r.limit,
+                  ratio.c_str(), r.passed ? "PASS" : "FAIL");
+    o << buf;
+    if (!r.passed) {
+      if (r.nonfinite)
+        o << "    " << r.nonfinite << " non-finite candidate entries, first at " << index_str(r.first_nonfinite) << "\n";
+      if (!r.worst_index.empty()) {
+        std::snprintf(buf, sizeof buf, "    worst at %s: candidate %.9g vs truth %.17g\n", index_str(r.worst_index).c_str(),
+                      r.worst_candidate, r.worst_truth);
+        o << buf;
+      }
+      for (const auto& m : r.first_mismatches) o << "    mismatch " << m << "\n";
+      if (!r.tolerance_why.empty()) o << "    tolerance: " << r.tolerance_why << "\n";
+    }
+  }
+  return o.str();
+}
+
+nlohmann::json to_json(const TensorReport& r) {
+  nlohmann::json j = {{"tensor", r.name}, {"dtype", to_string(r.dtype)}, {"n", r.n}, {"nonfinite", r.nonfinite},
+                      {"max_abs", r.max_abs}, {"max_rel", r.max_rel}, {"normwise_rel", r.normwise_rel},
+                      {"max_ulp", r.max_ulp}, {"truth_max_abs", r.truth_max_abs}, {"worst_index", r.worst_index},
+                      {"worst_candidate", r.worst_candidate}, {"worst_truth", r.worst_truth}, {"limit", r.limit},
+                      {"passed", r.passed}, {"tolerance", r.tolerance_why}, {"first_mismatches", r.first_mismatches}};
+  if (r.nonfinite) j["first_nonfinite"] = r.first_nonfinite;
+  if (r.baseline_max_abs) j["baseline_max_abs"] = *r.baseline_max_abs;
+  return j;
+}
+
+}  // namespace plx

@@ -1,0 +1,58 @@
+// validation/compare.hpp — the one comparison path every candidate goes through.
+//
+// Charter: compare a candidate tensor (fast CPU, CUDA, or an external backend's file)
+// with the reference truth and, optionally, a same-precision baseline (SPEC §7.6, the
+// FlashAttention rule). Reports max abs / max rel / normwise rel error, the max ULP
+// distance in the candidate's dtype, the worst index with both values, the first
+// mismatches, non-finite entries with their location, and pass/fail against a
+// tolerance whose derivation travels with it. Printing and JSON live here too.
+// It does not compute references or run candidates.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reference/dtype.hpp"
+#include "reference/tensor.hpp"
+
+namespace plx {
+
+// limit = max(baseline_ratio * baseline_max_abs, abs_floor + rel_floor * max|truth|)
+struct Tolerance {
+  double baseline_ratio = 2.0;  // FlashAttention: candidate error <= 2x same-precision baseline error
+  double abs_floor = 0.0;       // absolute floor (e.g. output rounding: u(dtype) * max|truth|)
+  double rel_floor = 0.0;       // relative to max|truth|
+  std::string why;              // the derivation, printed in reports
+};
+
+struct TensorReport {
+  std::string name;
+  DType dtype = DType::F64;        // candidate dtype (for ULPs)
+  std::size_t n = 0;               // compared entries
+  std::size_t nonfinite = 0;       // candidate NaN/Inf where the truth is finite
+  std::vector<std::size_t> first_nonfinite;
+  double max_abs = 0, max_rel = 0, normwise_rel = 0, max_ulp = 0, truth_max_abs = 0;
+  std::vector<std::size_t> worst_index;
+  double worst_candidate = 0, worst_truth = 0;
+  std::optional<double> baseline_max_abs;  // same-precision baseline's max abs error
+  double limit = 0;                        // the tolerance actually applied
+  bool passed = false;
+  std::string tolerance_why;
+  std::vector<std::string> first_mismatches;  // "index: cand vs truth", up to 5
+};
+
+// Multi-index of a flat position in a row-major shape.
+std::vector<std::size_t> unflatten(std::size_t flat, const std::vector<std::size_t>& shape);
+std::string index_str(const std::vector<std::size_t>& idx);
+
+// ULP of x in dtype t (spacing of t's numbers at |x|; subnormal spacing near 0).
+double ulp_in(DType t, double x);
+
+TensorReport compare_tensor(const std::string& name, const Tensor<double>& candidate, const Tensor<double>& truth,
+                            DType cand_dtype, const Tolerance& tol, const Tensor<double>* baseline = nullptr);
+
+std::string format_report(const std::vector<TensorReport>& rs);
+nlohmann::json to_json(const TensorReport& r);
+
+}  // namespace plx
