@@ -57,6 +57,7 @@ struct Problem {
   // Shapes (SPEC §1.1)
   int B = 1, Hq = 1, Hkv = 1, Lq = 1, Lkv = 1, D = 1, Dv = 1;
   double qk_scale = 0;  // tau; 0 means the default 1/sqrt(D)
+  bool decode = false;  // a forward-only decode step (SPEC §6.1): requires Lq = 1; backward refuses it
   // Mask (SPEC §1.2): causal aligned to the end of the (used) KV sequence.
   bool causal = true;
   int window = -1;               // keep the W most recent keys incl. the diagonal; -1 = off
@@ -133,6 +134,7 @@ inline void validate(const Problem& p) {
   need(p.Lq >= 1, "Lq", "must be >= 1, got " + std::to_string(p.Lq));
   need(p.Lkv >= 1, "Lkv", "must be >= 1, got " + std::to_string(p.Lkv));
   need(p.D >= 1, "D", "must be >= 1, got " + std::to_string(p.D));
+  need(!p.decode || p.Lq == 1, "decode", "a decode step has exactly one query (Lq = 1), got Lq=" + std::to_string(p.Lq));
   need(p.Dv >= 1, "Dv", "must be >= 1, got " + std::to_string(p.Dv));
   need(std::isfinite(p.qk_scale) && p.qk_scale >= 0, "qk_scale", "must be finite and >= 0 (0 = 1/sqrt(D))");
   need(p.window >= -1, "window", "must be -1 (off) or >= 0");
