@@ -14,6 +14,7 @@
 #pragma once
 #include <Eigen/Dense>
 #include <exception>
+#include <type_traits>
 #include <limits>
 #include <map>
 #include <string>
@@ -24,6 +25,7 @@
 #include "reference/scalar.hpp"
 #include "reference/solvers.hpp"
 #include "reference/tensor.hpp"
+#include "reference/dd_kernels.hpp"
 
 namespace plx {
 
@@ -63,29 +65,49 @@ namespace detail {
 constexpr int kKeyTile = 64;
 
 // W (r x n) * X (n x c) with the n-sum done in exact-product tiles of kKeyTile whose
-// partial results are combined with Neumaier summation.
+// partial results are combined with TwoSum (error-free) compensation. For dd the whole
+// product is compensated (reference/dd_kernels.hpp).
 template <class T, class DW, class DX>
 Mat<T> comp_product(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DX>& X) {
-  const Eigen::Index r = W.rows(), c = X.cols(), n = W.cols();
-  Mat<T> sum = Mat<T>::Zero(r, c), comp = Mat<T>::Zero(r, c);
-  for (Eigen::Index t = 0; t < n; t += kKeyTile) {
-    const Eigen::Index len = std::min<Eigen::Index>(kKeyTile, n - t);
-    Mat<T> part = W.middleCols(t, len) * X.middleRows(t, len);
-    for (Eigen::Index e = 0; e < r * c; ++e) {
-      using std::abs;
-      T& s = sum.data()[e];
-      const T& x = part.data()[e];
-      T tt = s + x;
-      comp.data()[e] += abs(s) >= abs(x) ? T((s - tt) + x) : T((x - tt) + s);
-      s = tt;
+  if constexpr (std::is_same_v<T, dd>) {
+    return dd_product_nt(W, X.transpose());
+  } else {
+    const Eigen::Index r = W.rows(), c = X.cols(), n = W.cols();
+    Mat<T> sum = Mat<T>::Zero(r, c), comp = Mat<T>::Zero(r, c), part(r, c);
+    for (Eigen::Index t = 0; t < n; t += kKeyTile) {
+      const Eigen::Index len = std::min<Eigen::Index>(kKeyTile, n - t);
+      part.noalias() = W.middleCols(t, len) * X.middleRows(t, len);
+      T* __restrict s = sum.data();
+      T* __restrict e = comp.data();
+      const T* __restrict x = part.data();
+      for (Eigen::Index i = 0; i < r * c; ++i) {  // TwoSum: s + x = tt + err exactly
+        const T tt = s[i] + x[i];
+        const T bp = tt - s[i];
+        e[i] += (s[i] - (tt - bp)) + (x[i] - bp);
+        s[i] = tt;
+      }
     }
+    return sum + comp;
   }
-  return sum + comp;
+}
+
+// A (m x k) * B (n x k)^T: plain Eigen product (dot products over D are not compensated,
+// their error is k u sum|a b|), except for dd where it is compensated and vectorised.
+template <class T, class DA, class DB>
+Mat<T> product_nt(const Eigen::MatrixBase<DA>& A, const Eigen::MatrixBase<DB>& B) {
+  if constexpr (std::is_same_v<T, dd>) return dd_product_nt(A, B);
+  else return A * B.transpose();
 }
 
 template <class T, class D> T comp_sum(const Eigen::MatrixBase<D>& x) {
   Neumaier<T> acc;
   for (Eigen::Index i = 0; i < x.size(); ++i) acc.add(x(i));
+  return acc.value();
+}
+// sum_j a_j b_j with Neumaier summation of the products (each product rounded once).
+template <class T, class DA, class DB> T comp_dot(const Eigen::MatrixBase<DA>& a, const Eigen::MatrixBase<DB>& b) {
+  Neumaier<T> acc;
+  for (Eigen::Index i = 0; i < a.size(); ++i) acc.add(T(a(i) * b(i)));
   return acc.value();
 }
 
@@ -211,7 +233,7 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
   auto VU = hd.V.middleRows(L0 < L1 ? L0 : 0, nU);
 
   // Phase 1: logits, pivots, weights, probes.
-  Mat<T> S = tau * (Q.middleRows(i0, nb) * KU.transpose());
+  Mat<T> S = tau * product_nt<T>(Q.middleRows(i0, nb), KU);
   Mat<T> Theta = Mat<T>::Zero(nb, D);
   for (int ii = 0; ii < nb; ++ii) {
     Row<T>& row = rows[ii];
@@ -233,7 +255,7 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
   }
 
   // Phase 2: z_j = theta_i . k_j for the whole block (one product).
-  Mat<T> Z = has_probe ? Mat<T>(Theta * KU.transpose()) : Mat<T>::Zero(nb, nU);
+  Mat<T> Z = has_probe ? product_nt<T>(Theta, KU) : Mat<T>(Mat<T>::Zero(nb, nU));
 
   // Phase 3: per-row scalars and the two weight rows W1, W2 (see the switch below).
   Mat<T> W1 = Mat<T>::Zero(nb, nU), W2 = Mat<T>::Zero(nb, nU);
@@ -245,13 +267,13 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
     const int n = row.R.size();
     auto z = Z.row(ii).segment(row.c0, n);
     Vec<T> zr = z.transpose();
-    zbar[ii] = comp_product<T>(row.p.transpose(), zr)(0, 0);
+    zbar[ii] = comp_dot<T>(row.p, zr);
     Vec<T> c = row.p.array() * (zr.array() - zbar[ii]);
     sumc[ii] = comp_sum<T>(c);
     // mu . theta = sum_j w_j (z_j - theta.q): the query-anchored normaliser (SPEC §3.2, §4.3)
     const T thq = row.theta.dot(Q.row(i0 + ii).transpose());
     Vec<T> ne = zr.array() - thq;  // theta . e_j
-    const T mu_theta = comp_product<T>(row.w.transpose(), ne)(0, 0);
+    const T mu_theta = comp_dot<T>(row.w, ne);
     Delta[ii] = row.omega - mu_theta;
     if (p.anchor == Anchor::Query) {
       dd[ii] = Delta[ii] + sgn_shift(p, Delta[ii]);
@@ -278,7 +300,7 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
     }
     sumS[ii] = std::abs(to_double(T(comp_sum<T>(Srow) - T(1))));
     if (opt.diagnostics) {
-      T s2 = comp_product<T>(row.p.transpose(), Vec<T>(c.array() * (zr.array() - zbar[ii])))(0, 0);
+      T s2 = comp_dot<T>(c, Vec<T>(zr.array() - zbar[ii]));
       double sig = to_double(T(sqrt(s2)));
       zratio[ii] = sig > 0 ? std::abs(to_double(zbar[ii])) / sig : 0.0;
       ess[ii] = to_double(T(row.omega * row.omega / row.w.squaredNorm()));
