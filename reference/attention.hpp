@@ -385,11 +385,13 @@ Forward<T> attention_forward(const Problem& p, const Inputs& in, const ForwardOp
   check_inputs(p, in);
   const std::size_t B = p.B, Lq = p.Lq, Hq = p.Hq, D = p.D, Dv = p.Dv;
   Forward<T> F;
-  F.out = Tensor<T>({B, Lq, Hq, Dv});
+  // Poisoned: every entry must be written by exactly one task (a forgotten row stays NaN).
+  const T nan = from_double<T>(std::numeric_limits<double>::quiet_NaN());
+  F.out = Tensor<T>({B, Lq, Hq, Dv}, nan);
   if (opt.saved) {
-    for (const char* n : {"m", "lse", "omega", "zbar", "Delta", "d"}) F.saved[n] = Tensor<T>({B, Hq, Lq});
-    F.saved["probe"] = Tensor<T>({B, Lq, Hq, D});
-    F.saved["vbar"] = Tensor<T>({B, Lq, Hq, Dv});
+    for (const char* n : {"m", "lse", "omega", "zbar", "Delta", "d"}) F.saved[n] = Tensor<T>({B, Hq, Lq}, nan);
+    F.saved["probe"] = Tensor<T>({B, Lq, Hq, D}, nan);
+    F.saved["vbar"] = Tensor<T>({B, Lq, Hq, Dv}, nan);
   }
   if (opt.diagnostics)
     for (const auto& n : diagnostic_names()) F.diag[n] = Tensor<double>({B, Hq, Lq});

@@ -1,0 +1,274 @@
+// kernels/cuda_api.cpp — host side of the plx CUDA kernels: validation, upload, launch.
+//
+// Charter: check_params() rejects every launch the kernels cannot take, before any CUDA
+// call (unsupported D/Dv, dtype, group size, misaligned pointers or strides, L = 0, grids
+// over the hardware limits, bad masks); forward() turns a Problem + Inputs into device
+// buffers (inputs rounded to bf16/fp16 exactly as the reference saw them), poisons the
+// outputs with 0xFF bytes (NaN), launches, checks every CUDA call, and widens the results
+// to double. Compiled by the host compiler; device code lives in the .cu files.
+#include "kernels/cuda_api.hpp"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/kernels_internal.hpp"
+
+namespace plx::cuda {
+
+namespace {
+
+void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" +
+                                    cudaGetErrorString(e) + ")");
+}
+
+std::string str(long long x) { return std::to_string(x); }
+
+// Device buffer owner.
+struct DevBuf {
+  void* p = nullptr;
+  DevBuf() = default;
+  explicit DevBuf(std::size_t bytes) { alloc(bytes); }
+  void alloc(std::size_t bytes) {
+    if (bytes) cuda_check(cudaMalloc(&p, bytes), "cudaMalloc");
+  }
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+};
+
+std::uint16_t to_bits(double x, DType t) {
+  return t == DType::BF16 ? bf16_bits(static_cast<float>(x)) : f16_bits(static_cast<float>(x));
+}
+double from_bits(std::uint16_t b, DType t) {
+  return t == DType::BF16 ? double(bf16_to_float(b)) : double(f16_to_float(b));
+}
+
+}  // namespace
+
+bool available(std::string* why_not) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    if (why_not) *why_not = e != cudaSuccess ? std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e) : "no CUDA device";
+    cudaGetLastError();  // clear the sticky error of a failed init
+    return false;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || prop.major < 9) {
+    if (why_not) *why_not = "device 0 is not sm_90 or newer (kernels are built for sm_90)";
+    return false;
+  }
+  return true;
+}
+
+bool supports(const Problem& p, std::string* why_not) {
+  auto no = [&](const std::string& w) {
+    if (why_not) *why_not = w;
+    return false;
+  };
+  if (p.probe == Probe::Solver) return no("LLA (solver probe) has no CUDA kernel yet");
+  if (p.probe == Probe::Learned && p.anchor != Anchor::KeyMean)
+    return no("learned probe with the query anchor has no CUDA kernel");
+  if (p.dtype != DType::BF16 && p.dtype != DType::F16) return no("dtype " + to_string(p.dtype) + " (kernels take bfloat16 or float16)");
+  if (p.D != p.Dv || (p.D != 64 && p.D != 128)) return no("head dims D=" + str(p.D) + ", Dv=" + str(p.Dv) + " (need D = Dv in {64, 128})");
+  if (p.Hkv < 1 || p.Hq % p.Hkv != 0) return no("Hq must be a multiple of Hkv");
+  if (p.Lq == 1 && p.Hq / p.Hkv > 16) return no("decode group size Hq/Hkv > 16");
+  if (p.B > 65535 || p.Hq > 65535) return no("B or Hq over the grid limit 65535");
+  return true;
+}
+
+void check_params(const AttnParams& p, Op op) {
+  auto need = [](bool ok, const std::string& field, const std::string& why) {
+    if (!ok) throw Error("cuda params '" + field + "': " + why);
+  };
+  const bool plx = p.mech == Mechanism::Parallax;
+  need(p.dtype == ElemType::BF16 || p.dtype == ElemType::F16, "dtype", "must be bf16 or fp16");
+  need(p.mech == Mechanism::Softmax || p.mech == Mechanism::Parallax, "mech", "must be softmax or parallax");
+  need(p.D == 64 || p.D == 128, "D", "unsupported head dim " + str(p.D) + " (supported: 64, 128)");
+  need(p.Dv == p.D, "Dv", "must equal D (got D=" + str(p.D) + ", Dv=" + str(p.Dv) + ")");
+  need(p.B >= 1, "B", "must be >= 1, got " + str(p.B));
+  need(p.Hq >= 1 && p.Hkv >= 1, "Hq/Hkv", "must be >= 1");
+  need(p.Hq % p.Hkv == 0, "Hq", "must be a multiple of Hkv, got Hq=" + str(p.Hq) + ", Hkv=" + str(p.Hkv));
+  need(p.Lq >= 1, "Lq", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lq));
+  need(p.Lkv >= 1, "Lkv", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lkv));
+  need(std::isfinite(p.scale) && p.scale > 0, "scale", "must be finite and > 0");
+  need(p.window >= -1, "window", "must be -1 (off) or >= 0");
+  // Pointers: present and 16-byte aligned (the kernels move 16-byte vectors).
+  auto ptr = [&](const void* x, const char* name, bool required) {
+    need(!required || x != nullptr, name, "is null");
+    need(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, name, "must be 16-byte aligned");
+  };
+  ptr(p.q, "q", true), ptr(p.k, "k", true), ptr(p.v, "v", true), ptr(p.out, "out", true);
+  ptr(p.r, "r", plx), ptr(p.vbar, "vbar", false);
+  auto ptr4 = [&](const void* x, const char* name) {
+    need(reinterpret_cast<std::uintptr_t>(x) % 4 == 0, name, "must be 4-byte aligned");
+  };
+  ptr4(p.lse, "lse"), ptr4(p.m, "m"), ptr4(p.d1, "d1"), ptr4(p.zbar, "zbar"), ptr4(p.start, "start"), ptr4(p.used, "used");
+  // Strides: rows must start on 16-byte boundaries (multiples of 8 elements), non-negative.
+  auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs, bool used) {
+    if (!used) return;
+    for (std::int64_t s : {bs, rs, hs}) {
+      need(s >= 0, name, "strides must be >= 0");
+      need(s % 8 == 0, name, "strides must be multiples of 8 elements (16-byte rows), got " + str(bs) + ", " + str(rs) +
+                                 ", " + str(hs) + "; the feature axis must be contiguous");
+    }
+  };
+  strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride, true);
+  strides("r strides", p.r_batch_stride, p.r_row_stride, p.r_head_stride, plx);
+  strides("k strides", p.k_batch_stride, p.k_row_stride, p.k_head_stride, true);
+  strides("v strides", p.v_batch_stride, p.v_row_stride, p.v_head_stride, true);
+  strides("out strides", p.o_batch_stride, p.o_row_stride, p.o_head_stride, true);
+  // Distinct heads must not alias (a zero head stride with H > 1 would make every head read
+  // one row; a zero row stride with L > 1 likewise): the kernels assume a dense tensor view.
+  need(p.Hq == 1 || (p.q_head_stride > 0 && p.o_head_stride > 0 && (!plx || p.r_head_stride > 0)), "head strides",
+       "must be > 0 when Hq > 1");
+  need(p.Hkv == 1 || (p.k_head_stride > 0 && p.v_head_stride > 0), "kv head strides", "must be > 0 when Hkv > 1");
+  need(p.Lq == 1 || (p.q_row_stride > 0 && p.o_row_stride > 0), "row strides", "must be > 0 when Lq > 1");
+  need(p.Lkv == 1 || (p.k_row_stride > 0 && p.v_row_stride > 0), "kv row strides", "must be > 0 when Lkv > 1");
+  // Grid limits: gridDim.y, .z <= 65535, gridDim.x <= 2^31 - 1.
+  if (op == Op::Decode) {
+    need(p.Lq == 1, "Lq", "decode takes exactly one query per sequence, got " + str(p.Lq));
+    need(p.Hq / p.Hkv <= 16, "Hq/Hkv", "decode supports group sizes up to 16, got " + str(p.Hq / p.Hkv));
+    need(p.decode_version == 0 || p.decode_version == 2 || p.decode_version == 3, "decode_version",
+         "must be 0 (default), 2 or 3, got " + str(p.decode_version));
+    need(p.num_splits >= 1 && p.num_splits <= 1024, "num_splits", "must lie in [1, 1024], got " + str(p.num_splits));
+    need(p.Hkv <= 65535, "Hkv", "grid too large: Hkv=" + str(p.Hkv) + " > 65535");
+    need(p.B <= 65535, "B", "grid too large: B=" + str(p.B) + " > 65535");
+    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535 (combine)");
+    need(p.num_splits == 1 || (p.workspace && reinterpret_cast<std::uintptr_t>(p.workspace) % 16 == 0), "workspace",
+         "a 16-byte aligned workspace is needed when num_splits > 1");
+  } else {
+    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535");
+    need(p.B <= 65535, "B", "grid too large: B=" + str(p.B) + " > 65535");
+  }
+  // Index arithmetic: per-row tensors use 64-bit offsets, element offsets are 64-bit.
+  need(double(p.B) * p.Hq * p.Lq < 9e18, "B*Hq*Lq", "too large");
+}
+
+void launch(const AttnParams& p, Op op, void* stream) {
+  check_params(p, op);
+  const int e = op == Op::Decode ? detail::launch_decode(p, stream) : detail::launch_forward(p, stream);
+  cuda_check(static_cast<cudaError_t>(e), op == Op::Decode ? "decode launch" : "forward launch");
+}
+
+int decode_num_splits(const AttnParams& p, int num_sms) {
+  // From the split sweep on the H200 (docs/gpu-results.md): about one wave of blocks
+  // (B * Hkv * S ~ number of SMs) is fastest; more splits add combine traffic and a
+  // second launch's worth of work, fewer leave SMs idle. No chunk shorter than 2 tiles.
+  const long long base = (long long)p.B * p.Hkv;
+  const long long want = std::max(1LL, num_sms / base);
+  const long long by_len = std::max(1, p.Lkv / 128);
+  return int(std::min({want, by_len, 1024LL}));
+}
+
+int decode_smem_bytes(const AttnParams& p) { return detail::decode_smem(p.D, p.Hq / p.Hkv, p.decode_version); }
+
+CandidateResult forward(const Problem& pr, const Inputs& in) {
+  validate(pr);
+  std::string why;
+  if (!supports(pr, &why)) throw Error("cuda::forward: unsupported problem: " + why);
+  if (!available(&why)) throw Error("cuda::forward: no usable device: " + why);
+  const DType dt = pr.dtype;
+  const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
+  const bool plx = pr.probe == Probe::Learned;
+  in.q.require_shape({B, Lq, Hq, D}, "q");
+  in.k.require_shape({B, Lkv, Hkv, D}, "k");
+  in.v.require_shape({B, Lkv, Hkv, Dv}, "v");
+  if (plx) in.r.require_shape({B, Lq, Hq, D}, "r");
+
+  auto upload = [&](const Tensor<double>& t, DevBuf& d, const char* name) {
+    std::vector<std::uint16_t> h(t.size());
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      h[i] = to_bits(t.data[i], dt);
+      if (from_bits(h[i], dt) != t.data[i] && std::isfinite(t.data[i]))
+        throw Error(std::string("cuda::forward: input '") + name + "' is not exactly representable in " + to_string(dt));
+    }
+    d.alloc(h.size() * 2);
+    cuda_check(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  };
+  DevBuf dq, dr, dk, dv;
+  upload(in.q, dq, "q"), upload(in.k, dk, "k"), upload(in.v, dv, "v");
+  if (plx) upload(in.r, dr, "r");
+  const std::size_t n_out = B * Lq * Hq * Dv, n_row = B * Hq * Lq;
+  DevBuf dout(n_out * 2), dvbar(n_out * 2), dlse(n_row * 4), dm(n_row * 4), dd1(n_row * 4), dzb(n_row * 4);
+  for (DevBuf* b : {&dout, &dvbar}) cuda_check(cudaMemset(b->p, 0xFF, n_out * 2), "cudaMemset poison");
+  for (DevBuf* b : {&dlse, &dm, &dd1, &dzb}) cuda_check(cudaMemset(b->p, 0xFF, n_row * 4), "cudaMemset poison");
+  DevBuf dstart, dused;
+  if (!pr.start.empty()) {
+    dstart.alloc(B * 4);
+    cuda_check(cudaMemcpy(dstart.p, pr.start.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy start");
+  }
+  if (!pr.used.empty()) {
+    dused.alloc(B * 4);
+    cuda_check(cudaMemcpy(dused.p, pr.used.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy used");
+  }
+
+  AttnParams p;
+  p.q = dq.p, p.r = plx ? dr.p : nullptr, p.k = dk.p, p.v = dv.p;
+  p.out = dout.p, p.vbar = dvbar.p;
+  p.lse = static_cast<float*>(dlse.p), p.m = static_cast<float*>(dm.p), p.d1 = static_cast<float*>(dd1.p);
+  p.zbar = static_cast<float*>(dzb.p);
+  p.q_batch_stride = Lq * Hq * D, p.q_row_stride = Hq * D, p.q_head_stride = D;
+  p.r_batch_stride = Lq * Hq * D, p.r_row_stride = Hq * D, p.r_head_stride = D;
+  p.k_batch_stride = Lkv * Hkv * D, p.k_row_stride = Hkv * D, p.k_head_stride = D;
+  p.v_batch_stride = Lkv * Hkv * Dv, p.v_row_stride = Hkv * Dv, p.v_head_stride = Dv;
+  p.o_batch_stride = Lq * Hq * Dv, p.o_row_stride = Hq * Dv, p.o_head_stride = Dv;
+  p.B = pr.B, p.Hq = pr.Hq, p.Hkv = pr.Hkv, p.Lq = pr.Lq, p.Lkv = pr.Lkv, p.D = pr.D, p.Dv = pr.Dv;
+  p.scale = static_cast<float>(pr.tau());
+  p.causal = pr.causal, p.window = pr.window;
+  p.start = static_cast<const int*>(dstart.p), p.used = static_cast<const int*>(dused.p);
+  p.dtype = dt == DType::BF16 ? ElemType::BF16 : ElemType::F16;
+  p.mech = plx ? Mechanism::Parallax : Mechanism::Softmax;
+  const Op op = pr.Lq == 1 ? Op::Decode : Op::Forward;
+  DevBuf dws;
+  if (op == Op::Decode) {
+    int sms = 0;
+    cuda_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+    if (const char* v = std::getenv("PLX_CUDA_DECODE_VERSION")) p.decode_version = std::atoi(v);  // tests pick v2/v3
+    if (const char* s = std::getenv("PLX_CUDA_SPLITS")) p.num_splits = std::atoi(s);  // tests force splits
+    else p.num_splits = decode_num_splits(p, sms);
+    if (p.num_splits > 1) {
+      dws.alloc(decode_workspace_floats(p) * 4);
+      cuda_check(cudaMemset(dws.p, 0xFF, decode_counters_offset(p) * 4), "cudaMemset workspace (poison)");
+      cuda_check(cudaMemset(static_cast<float*>(dws.p) + decode_counters_offset(p), 0, std::size_t(p.B) * p.Hkv * 4),
+                 "cudaMemset workspace counters");
+      p.workspace = static_cast<float*>(dws.p);
+    }
+  }
+  launch(p, op, nullptr);
+  cuda_check(cudaDeviceSynchronize(), "kernel execution");
+
+  CandidateResult res;
+  auto download = [&](const DevBuf& d, std::vector<std::size_t> shape) {
+    Tensor<double> t(std::move(shape));
+    std::vector<std::uint16_t> h(t.size());
+    cuda_check(cudaMemcpy(h.data(), d.p, h.size() * 2, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = from_bits(h[i], dt);
+    return t;
+  };
+  auto download_f = [&](const DevBuf& d) {
+    Tensor<double> t({B, Hq, Lq});
+    std::vector<float> h(t.size());
+    cuda_check(cudaMemcpy(h.data(), d.p, h.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = h[i];
+    return t;
+  };
+  res.out = download(dout, {B, Lq, Hq, Dv});
+  res.saved["vbar"] = download(dvbar, {B, Lq, Hq, Dv});
+  res.saved["lse"] = download_f(dlse);
+  res.saved["m"] = download_f(dm);
+  res.saved["omega"] = download_f(dd1);
+  if (plx) res.saved["zbar"] = download_f(dzb);
+  return res;
+}
+
+}  // namespace plx::cuda

@@ -1,0 +1,32 @@
+// kernels/cuda_api.hpp — host API of the plx CUDA kernels (sm_90, bf16/fp16, fp32 accumulation).
+//
+// Charter: `available` / `supports` / `forward` are what the plx tool and the tests call:
+// forward() rounds the Inputs to the problem's dtype, uploads them, poisons the outputs
+// (0xFF = NaN), runs the decode kernel (Lq = 1: split-KV flash-decoding, GQA group per
+// block) or the prefill forward (mma.sync m16n8k16), and returns the outputs plus the
+// saved per-row tensors. `check_params` is the argument validation every launch runs
+// first; it needs no device, so CPU-only CI tests it. Bad input is a plx::Error thrown
+// before any launch. Not here: backward, LLA (solver probes), query anchors.
+#pragma once
+#include <string>
+
+#include "kernels/launch.hpp"
+#include "reference/inputs.hpp"
+#include "reference/problem.hpp"
+#include "validation/candidate_result.hpp"
+
+namespace plx::cuda {
+
+// A usable CUDA device is present (false with the reason otherwise; never throws).
+bool available(std::string* why_not);
+
+// The kernels implement this problem: softmax or Parallax (learned probe, key-mean anchor;
+// either formulation, both computed as the shifted closed form of SPEC §7.1), dtype bf16 or
+// fp16, D = Dv in {64, 128}, Hq % Hkv == 0 (decode: group G = Hq/Hkv <= 16).
+bool supports(const Problem& p, std::string* why_not);
+
+// Run the problem on the device. Throws plx::Error if !supports or !available.
+// Returns out (and saved: lse, m, omega, zbar, vbar) widened to double.
+CandidateResult forward(const Problem& p, const Inputs& in);
+
+}  // namespace plx::cuda

@@ -1,0 +1,706 @@
+// kernels/parallax_decode.cu — split-KV decode (flash-decoding) for Parallax and softmax.
+//
+// Charter: Lq = 1, end-aligned, per-batch start/used, windows, GQA/MQA. One block per
+// (split, kv head, batch) reads each K/V row of its chunk exactly once (16-byte cp.async,
+// two shared-memory stages) and serves all G = Hq/Hkv query heads of the group.
+// Two kernels (bench/cuda/bench_parallax_decode.cu has the numbered history):
+//   v3 (default) tensor cores: the G heads are the rows of mma.sync m16n8k16 tiles (padded to
+//      16), fp32 scores/sums, p1 and p2 fed to the PV mma as hi + lo pairs of the input type
+//      (no 16-bit rounding of P; the extra mma is free in a memory-bound kernel);
+//   v2 CUDA cores: fp32 throughout (p1, p2 never rounded), compute-bound for G >= 4.
+// Stable formulation (both): the closed form of SPEC §4.1 with the per-row shift
+// z_j -> z_j - z0 of SPEC §7.1, so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when
+// |zbar| >> sigma_z (the output is invariant to z0; only rounding depends on it).
+// v2 uses z0 = r.k_lo (the row's first allowed key, the same in every split); v3 uses, per
+// warp, the p1-weighted mean of z over its first keys with weight (a running zbar, closer
+// to zbar, hence smaller p2 = p1 (z - z0) and smaller bf16 rounding of p2).
+// Splits (and v3's warps) are merged by the exact raw-accumulator combine of SPEC §6.2:
+// pivots rescaled by exp2(m_c - M), shifts re-centred on the heaviest part's z0 with
+// d2 += (z0_c - Z0) d1_c, O2 += (z0_c - Z0) O1_c (exact algebra, fp32).
+// Not here: LLA, backward, Lq > 1.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/device_common.cuh"
+#include "kernels/kernels_internal.hpp"
+
+namespace plx::cuda::detail {
+
+constexpr int kDecThreads = 128;  // 4 warps
+constexpr int kDecTile = 64;      // keys per shared-memory stage
+constexpr int kDecPad = 16;       // elements of row padding: row stride = 8 words mod 32 banks
+
+// Arrival counters of v3's fused combine: B*Hkv ints after the split records (params.hpp).
+__device__ __forceinline__ int* decode_counters(const AttnParams& p) {
+  return reinterpret_cast<int*>(p.workspace + decode_counters_offset(p));
+}
+
+template <int D, int GMAX> struct DecodeSmem {
+  static constexpr int RS = D + kDecPad;                       // smem row stride (elements)
+  static constexpr int kv_bytes = 2 /*K,V*/ * 2 /*stages*/ * kDecTile * RS * 2;
+  static constexpr int qr_floats = 2 * GMAX * D;               // q (scaled, base 2) and r
+  static constexpr int p_floats = 2 * kDecTile * GMAX;          // P1, P2 [key][g]
+  static constexpr int misc_floats = 4 * GMAX * 3 + GMAX;       // red max, red d1, red d2, z0
+  static constexpr int bytes = kv_bytes + 4 * (qr_floats + p_floats + misc_floats);
+};
+
+template <class T, int D, int GMAX, bool PLX>
+__global__ void __launch_bounds__(kDecThreads) parallax_decode_kernel(const AttnParams p) {
+  using S = DecodeSmem<D, GMAX>;
+  constexpr int RS = S::RS, TK = kDecTile, NT = kDecThreads;
+  constexpr int CH = D / 8;            // 16-byte chunks per row
+  constexpr int NCP = D / 2;           // column pairs (Dv = D)
+  constexpr int KP = NT / NCP;         // key parts in the PV stage (2 for D=128, 4 for D=64)
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* Ks = reinterpret_cast<T*>(smem_raw);        // [2][TK][RS]
+  T* Vs = Ks + 2 * TK * RS;                      // [2][TK][RS]
+  float* qs = reinterpret_cast<float*>(Vs + 2 * TK * RS);  // [GMAX][D]
+  float* rs = qs + GMAX * D;                     // [GMAX][D]
+  float* P1 = rs + GMAX * D;                     // [TK][GMAX]
+  float* P2 = P1 + TK * GMAX;                    // [TK][GMAX]
+  float* red = P2 + TK * GMAX;                   // [4][GMAX]
+  float* red1 = red + 4 * GMAX;                  // [4][GMAX]
+  float* red2 = red1 + 4 * GMAX;                 // [4][GMAX]
+  float* z0s = red2 + 4 * GMAX;                  // [GMAX]
+
+  const int split = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const int G = p.Hq / p.Hkv;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const KeyRange R = key_range(p, b, 0);
+  const int n = R.hi - R.lo;
+  const int S_ = p.num_splits;
+  const int cs = ((n + S_ - 1) / S_ + TK - 1) / TK * TK;  // chunk size, whole tiles
+  const int c_lo = min(R.hi, R.lo + split * cs), c_hi = min(R.hi, c_lo + cs);
+  const int ntiles = (c_hi - c_lo + TK - 1) / TK;
+
+  const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
+  const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
+  auto load_tile = [&](int t, int buf) {
+    const int k0 = c_lo + t * TK;
+    for (int idx = tid; idx < TK * CH; idx += NT) {
+      const int row = idx / CH, c = idx % CH;
+      const int key = k0 + row;
+      const bool ok = key < c_hi;
+      const long long off = (long long)(ok ? key : c_lo) * 1;  // pointer stays in bounds when !ok
+      cp_async16(Ks + (buf * TK + row) * RS + c * 8, kbase + off * p.k_row_stride + c * 8, ok);
+      cp_async16(Vs + (buf * TK + row) * RS + c * 8, vbase + off * p.v_row_stride + c * 8, ok);
+    }
+  };
+  if (ntiles > 0) load_tile(0, 0);
+  cp_async_commit();
+
+  // q (scaled to base-2 logits) and r of the group's heads; zero rows for g >= G.
+  const float qscale = p.scale * kLog2e;
+  for (int idx = tid; idx < GMAX * D; idx += NT) {
+    const int g = idx / D, d = idx % D;
+    float qv = 0.f, rv = 0.f;
+    if (g < G) {
+      const int hq = hk * G + g;
+      qv = Pack<T>::to_float(static_cast<const T*>(p.q)[b * p.q_batch_stride + hq * p.q_head_stride + d]) * qscale;
+      if (PLX) rv = Pack<T>::to_float(static_cast<const T*>(p.r)[b * p.r_batch_stride + hq * p.r_head_stride + d]);
+    }
+    qs[idx] = qv, rs[idx] = rv;
+  }
+  __syncthreads();
+  // z0 = r . k_lo, identical arithmetic in every split of this (b, kv head).
+  for (int g = warp; g < GMAX; g += NT / 32) {
+    float acc = 0.f;
+    if (PLX && n > 0 && g < G)
+      for (int d = lane; d < D; d += 32) acc += rs[g * D + d] * Pack<T>::to_float(kbase[(long long)R.lo * p.k_row_stride + d]);
+    acc = warp_sum(acc);
+    if (lane == 0) z0s[g] = acc;
+  }
+  __syncthreads();
+  float z0[GMAX];
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) z0[g] = z0s[g];
+
+  float m_run[GMAX], d1p[GMAX], d2p[GMAX], o1[GMAX][2], o2[GMAX][2];
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    m_run[g] = -INFINITY, d1p[g] = 0.f, d2p[g] = 0.f;
+    o1[g][0] = o1[g][1] = o2[g][0] = o2[g][1] = 0.f;
+  }
+  const int j = tid >> 1, part = tid & 1;          // scoring role: key j, half of the chunks
+  const int cp = tid % NCP, kp = tid / NCP;        // PV role: column pair cp, key part kp
+
+  for (int t = 0; t < ntiles; ++t) {
+    const int buf = t & 1;
+    if (t + 1 < ntiles) load_tile(t + 1, buf ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const int k0 = c_lo + t * TK;
+    const int nk = min(TK, c_hi - k0);
+    // ---- scores s (base 2) and z for key j, all heads of the group ----
+    float s[GMAX], z[GMAX];
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) s[g] = 0.f, z[g] = 0.f;
+    const T* krow = Ks + (buf * TK + j) * RS;
+#pragma unroll 4
+    for (int c = part; c < CH; c += 2) {
+      const uint4 kv = *reinterpret_cast<const uint4*>(krow + c * 8);
+      float kf[8];
+      float2 f;
+      f = Pack<T>::to_float2(kv.x), kf[0] = f.x, kf[1] = f.y;
+      f = Pack<T>::to_float2(kv.y), kf[2] = f.x, kf[3] = f.y;
+      f = Pack<T>::to_float2(kv.z), kf[4] = f.x, kf[5] = f.y;
+      f = Pack<T>::to_float2(kv.w), kf[6] = f.x, kf[7] = f.y;
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        const float4 qa = *reinterpret_cast<const float4*>(qs + g * D + c * 8);
+        const float4 qb = *reinterpret_cast<const float4*>(qs + g * D + c * 8 + 4);
+        s[g] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] + qb.y * kf[5] + qb.z * kf[6] +
+                qb.w * kf[7];
+        if (PLX) {
+          const float4 ra = *reinterpret_cast<const float4*>(rs + g * D + c * 8);
+          const float4 rb = *reinterpret_cast<const float4*>(rs + g * D + c * 8 + 4);
+          z[g] += ra.x * kf[0] + ra.y * kf[1] + ra.z * kf[2] + ra.w * kf[3] + rb.x * kf[4] + rb.y * kf[5] + rb.z * kf[6] +
+                  rb.w * kf[7];
+        }
+      }
+    }
+    const bool valid = j < nk;
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      s[g] += __shfl_xor_sync(0xffffffffu, s[g], 1);
+      if (PLX) z[g] += __shfl_xor_sync(0xffffffffu, z[g], 1);
+      s[g] = valid ? s[g] : -INFINITY;
+      const float mx = warp_max(s[g]);
+      if (lane == 0) red[warp * GMAX + g] = mx;
+    }
+    __syncthreads();
+    float alpha[GMAX];
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      const float mt = fmaxf(fmaxf(red[g], red[GMAX + g]), fmaxf(red[2 * GMAX + g], red[3 * GMAX + g]));
+      const float m_new = fmaxf(m_run[g], mt);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
+      alpha[g] = exp2f(m_run[g] - m_use);                     // 0 while nothing was seen
+      m_run[g] = m_new;
+      const float p1 = exp2f(s[g] - m_use);                   // 0 for masked keys
+      const float p2 = PLX ? p1 * (z[g] - z0[g]) : 0.f;
+      if (part == 0) {
+        P1[j * GMAX + g] = p1, P2[j * GMAX + g] = p2;
+        d1p[g] = d1p[g] * alpha[g] + p1;
+        d2p[g] = d2p[g] * alpha[g] + p2;
+      }
+    }
+    __syncthreads();
+    // ---- O1 += p1 v, O2 += p2 v for this thread's column pair ----
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      o1[g][0] *= alpha[g], o1[g][1] *= alpha[g];
+      if (PLX) o2[g][0] *= alpha[g], o2[g][1] *= alpha[g];
+    }
+    const T* vcol = Vs + buf * TK * RS + cp * 2;
+    for (int jj = kp; jj < nk; jj += KP) {
+      const float2 vf = Pack<T>::to_float2(*reinterpret_cast<const std::uint32_t*>(vcol + jj * RS));
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        const float a = P1[jj * GMAX + g];
+        o1[g][0] += a * vf.x, o1[g][1] += a * vf.y;
+        if (PLX) {
+          const float c2 = P2[jj * GMAX + g];
+          o2[g][0] += c2 * vf.x, o2[g][1] += c2 * vf.y;
+        }
+      }
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // ---- block reductions: d1, d2 over scoring threads; O over key parts ----
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    const float a = warp_sum(d1p[g]), c = PLX ? warp_sum(d2p[g]) : 0.f;
+    if (lane == 0) red1[warp * GMAX + g] = a, red2[warp * GMAX + g] = c;
+  }
+  float* ored = reinterpret_cast<float*>(smem_raw);  // [KP][GMAX][2][D] reuses the K/V stages
+  for (int q = 1; q < KP; ++q) {
+    if (kp == q)
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        float* o = ored + ((q * GMAX + g) * 2) * D;
+        o[cp * 2] = o1[g][0], o[cp * 2 + 1] = o1[g][1];
+        o[D + cp * 2] = o2[g][0], o[D + cp * 2 + 1] = o2[g][1];
+      }
+  }
+  __syncthreads();
+  if (kp != 0) return;
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g)
+    for (int q = 1; q < KP; ++q) {
+      const float* o = ored + ((q * GMAX + g) * 2) * D;
+      o1[g][0] += o[cp * 2], o1[g][1] += o[cp * 2 + 1];
+      o2[g][0] += o[D + cp * 2], o2[g][1] += o[D + cp * 2 + 1];
+    }
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    if (g >= G) break;
+    const int hq = hk * G + g;
+    const float d1 = red1[g] + red1[GMAX + g] + red1[2 * GMAX + g] + red1[3 * GMAX + g];
+    const float d2 = red2[g] + red2[GMAX + g] + red2[2 * GMAX + g] + red2[3 * GMAX + g];
+    if (S_ == 1) {
+      float out0 = 0.f, out1 = 0.f, vb0 = 0.f, vb1 = 0.f;
+      if (d1 > 0.f) {
+        const float inv = 1.f / d1, zb = d2 * inv;
+        vb0 = o1[g][0] * inv, vb1 = o1[g][1] * inv;
+        out0 = vb0 + (zb * vb0 - o2[g][0] * inv);  // = vbar - sum p (z - zbar) v, shifted z
+        out1 = vb1 + (zb * vb1 - o2[g][1] * inv);
+      }
+      T* o = static_cast<T*>(p.out) + b * p.o_batch_stride + hq * p.o_head_stride;
+      *reinterpret_cast<std::uint32_t*>(o + cp * 2) = Pack<T>::from_float2(out0, out1);
+      if (p.vbar) {
+        T* vbp = static_cast<T*>(p.vbar) + b * p.o_batch_stride + hq * p.o_head_stride;
+        *reinterpret_cast<std::uint32_t*>(vbp + cp * 2) = Pack<T>::from_float2(vb0, vb1);
+      }
+      if (cp == 0) {
+        const long long row = ((long long)b * p.Hq + hq) * p.Lq;
+        const bool e = !(d1 > 0.f);
+        if (p.lse) p.lse[row] = e ? -INFINITY : (m_run[g] + log2f(d1)) * kLn2;
+        if (p.m) p.m[row] = e ? 0.f : m_run[g] * kLn2;
+        if (p.d1) p.d1[row] = d1;
+        if (p.zbar) p.zbar[row] = e || !PLX ? 0.f : d2 / d1 + z0[g];
+      }
+    } else {
+      float* w = p.workspace + (((long long)b * p.Hq + hq) * S_ + split) * (4 + 2 * D);
+      if (cp == 0) w[0] = m_run[g], w[1] = d1, w[2] = d2, w[3] = z0[g];
+      w[4 + cp * 2] = o1[g][0], w[4 + cp * 2 + 1] = o1[g][1];
+      w[4 + D + cp * 2] = o2[g][0], w[4 + D + cp * 2 + 1] = o2[g][1];
+    }
+  }
+}
+
+// Exact combine of SPEC §6.2 for one (b, hq) and one output column pair, reading the split
+// workspace through L2 (__ldcg: other blocks wrote it).
+template <class T, int D, bool PLX> __device__ __forceinline__ void combine_one(const AttnParams& p, int b, int hq, int cp) {
+  const int S_ = p.num_splits;
+  const float* w0 = p.workspace + ((long long)b * p.Hq + hq) * S_ * (4 + 2 * D);
+  float M = -INFINITY;
+  int cbest = 0;
+  for (int c = 0; c < S_; ++c) {
+    const float mc = __ldcg(w0 + c * (4 + 2 * D));
+    if (mc > M) M = mc, cbest = c;
+  }
+  const float Z0 = __ldcg(w0 + cbest * (4 + 2 * D) + 3);  // shift of the heaviest split (near zbar)
+  float d1 = 0.f, d2 = 0.f, a0 = 0.f, a1 = 0.f, c0 = 0.f, c1 = 0.f;
+  if (M != -INFINITY) {
+    for (int c = 0; c < S_; ++c) {
+      const float* w = w0 + c * (4 + 2 * D);
+      const float mc = __ldcg(w);
+      if (mc == -INFINITY) continue;                 // empty chunk: weight 0, never -inf - -inf
+      const float a = exp2f(mc - M);
+      const float dz = __ldcg(w + 3) - Z0;           // re-centre the shift
+      const float e1 = __ldcg(w + 1);
+      d1 += a * e1, d2 += a * (__ldcg(w + 2) + dz * e1);
+      const float x0 = __ldcg(w + 4 + cp * 2), x1 = __ldcg(w + 4 + cp * 2 + 1);
+      a0 += a * x0, a1 += a * x1;
+      if (PLX) c0 += a * (__ldcg(w + 4 + D + cp * 2) + dz * x0), c1 += a * (__ldcg(w + 4 + D + cp * 2 + 1) + dz * x1);
+    }
+  }
+  float out0 = 0.f, out1 = 0.f, vb0 = 0.f, vb1 = 0.f;
+  if (d1 > 0.f) {
+    const float inv = 1.f / d1, zb = d2 * inv;
+    vb0 = a0 * inv, vb1 = a1 * inv;
+    out0 = PLX ? vb0 + (zb * vb0 - c0 * inv) : vb0;
+    out1 = PLX ? vb1 + (zb * vb1 - c1 * inv) : vb1;
+  }
+  T* o = static_cast<T*>(p.out) + b * p.o_batch_stride + hq * p.o_head_stride;
+  *reinterpret_cast<std::uint32_t*>(o + cp * 2) = Pack<T>::from_float2(out0, out1);
+  if (p.vbar) {
+    T* vbp = static_cast<T*>(p.vbar) + b * p.o_batch_stride + hq * p.o_head_stride;
+    *reinterpret_cast<std::uint32_t*>(vbp + cp * 2) = Pack<T>::from_float2(vb0, vb1);
+  }
+  if (cp == 0) {
+    const long long row = ((long long)b * p.Hq + hq) * p.Lq;
+    const bool e = !(d1 > 0.f);
+    if (p.lse) p.lse[row] = e ? -INFINITY : (M + log2f(d1)) * kLn2;
+    if (p.m) p.m[row] = e ? 0.f : M * kLn2;
+    if (p.d1) p.d1[row] = d1;
+    if (p.zbar) p.zbar[row] = e || !PLX ? 0.f : d2 / d1 + Z0;
+  }
+}
+
+// v2's separate combine launch: one block per (hq, b), one thread per output column pair.
+template <class T, int D, bool PLX>
+__global__ void __launch_bounds__(D / 2) parallax_decode_combine_kernel(const AttnParams p) {
+  combine_one<T, D, PLX>(p, blockIdx.y, blockIdx.x, threadIdx.x);
+}
+
+// x = hi + lo with hi = round(x) and lo = round(x - hi) in T, packed in pairs for mma A fragments.
+template <class T> __device__ __forceinline__ void split_pack(float a, float b, std::uint32_t& hi, std::uint32_t& lo) {
+  hi = Pack<T>::from_float2(a, b);
+  const float2 h = Pack<T>::to_float2(hi);
+  lo = Pack<T>::from_float2(a - h.x, b - h.y);
+}
+
+// ---- v3: tensor cores. The rows of the m16n8k16 tiles are the G query heads of the kv
+// group (zero-padded to 16); warp w owns keys [16w, 16w + 16) of every 64-key stage and
+// keeps its own online state (m, d1, d2, O1, O2); the 4 warp states are merged at the end
+// with the same exact rescaling as the split combine. p1, p2 are rounded to the input
+// type as a hi + lo pair (two mma per PV step), so P carries ~2^-16 relative error instead of
+// FlashAttention's 2^-9; scores and sums stay fp32.
+constexpr int kD3Tile = 64;
+constexpr int kD3Stages = 3;  // cp.async stages: two tiles in flight while one is computed
+template <int D> struct Decode3Smem {
+  static constexpr int RS = D + 8;  // ldmatrix rows 16-byte aligned and conflict-free
+  static constexpr int qr_bytes = 2 * 16 * RS * 2;
+  static constexpr int kv_bytes = 2 * kD3Stages * kD3Tile * RS * 2;
+  static constexpr int CW = 4 + 2 * D;  // per warp and row: m, d1, d2, z0, O1[D], O2[D]
+  static constexpr int comb_bytes = 4 * 16 * CW * 4;
+  static_assert(comb_bytes <= kv_bytes, "warp-merge buffer reuses the K/V stages");
+  static constexpr int bytes = qr_bytes + kv_bytes;
+};
+
+template <class T, int D, bool PLX>
+__device__ __forceinline__ void decode_finish(const AttnParams& p, int b, int hq, int split, float M, float d1, float d2,
+                                              float z0, int cp, float a0, float a1, float c0, float c1) {
+  if (p.num_splits == 1) {
+    float out0 = 0.f, out1 = 0.f, vb0 = 0.f, vb1 = 0.f;
+    if (d1 > 0.f) {
+      const float inv = 1.f / d1, zb = d2 * inv;
+      vb0 = a0 * inv, vb1 = a1 * inv;
+      out0 = PLX ? vb0 + (zb * vb0 - c0 * inv) : vb0;
+      out1 = PLX ? vb1 + (zb * vb1 - c1 * inv) : vb1;
+    }
+    T* o = static_cast<T*>(p.out) + b * p.o_batch_stride + hq * p.o_head_stride;
+    *reinterpret_cast<std::uint32_t*>(o + cp * 2) = Pack<T>::from_float2(out0, out1);
+    if (p.vbar) {
+      T* vbp = static_cast<T*>(p.vbar) + b * p.o_batch_stride + hq * p.o_head_stride;
+      *reinterpret_cast<std::uint32_t*>(vbp + cp * 2) = Pack<T>::from_float2(vb0, vb1);
+    }
+    if (cp == 0) {
+      const long long row = ((long long)b * p.Hq + hq) * p.Lq;
+      const bool e = !(d1 > 0.f);
+      if (p.lse) p.lse[row] = e ? -INFINITY : (M + log2f(d1)) * kLn2;
+      if (p.m) p.m[row] = e ? 0.f : M * kLn2;
+      if (p.d1) p.d1[row] = d1;
+      if (p.zbar) p.zbar[row] = e || !PLX ? 0.f : d2 / d1 + z0;
+    }
+  } else {
+    float* w = p.workspace + (((long long)b * p.Hq + hq) * p.num_splits + split) * (4 + 2 * D);
+    if (cp == 0) w[0] = M, w[1] = d1, w[2] = d2, w[3] = z0;
+    w[4 + cp * 2] = a0, w[4 + cp * 2 + 1] = a1;
+    w[4 + D + cp * 2] = c0, w[4 + D + cp * 2 + 1] = c1;
+  }
+}
+
+template <class T, int D, bool PLX>
+__global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnParams p) {
+  using S3 = Decode3Smem<D>;
+  constexpr int RS = S3::RS, TK = kD3Tile, NT = 128, CH = D / 8, NTO = D / 8, NS = kD3Stages, CW = S3::CW;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* Qs = reinterpret_cast<T*>(smem_raw);  // [16][RS]
+  T* Rs = Qs + 16 * RS;                    // [16][RS]
+  T* Ks = Rs + 16 * RS;                    // [NS][TK][RS]
+  T* Vs = Ks + NS * TK * RS;               // [NS][TK][RS]
+  float* comb = reinterpret_cast<float*>(Ks);  // [4 warps][16 rows][CW], after the loop
+
+  const int split = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const int G = p.Hq / p.Hkv;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const KeyRange R = key_range(p, b, 0);
+  const int n = R.hi - R.lo;
+  const int S_ = p.num_splits;
+  const int cs = ((n + S_ - 1) / S_ + TK - 1) / TK * TK;
+  const int c_lo = min(R.hi, R.lo + split * cs), c_hi = min(R.hi, c_lo + cs);
+  const int ntiles = (c_hi - c_lo + TK - 1) / TK;
+
+  const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
+  const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
+  auto load_tile = [&](int t, int buf) {
+    const int k0 = c_lo + t * TK;
+    for (int idx = tid; idx < TK * CH; idx += NT) {
+      const int row = idx / CH, c = idx % CH;
+      const int key = k0 + row;
+      const bool ok = key < c_hi;
+      const long long kk = ok ? key : c_lo;
+      cp_async16(Ks + (buf * TK + row) * RS + c * 8, kbase + kk * p.k_row_stride + c * 8, ok);
+      cp_async16(Vs + (buf * TK + row) * RS + c * 8, vbase + kk * p.v_row_stride + c * 8, ok);
+    }
+  };
+  if (ntiles > 0) load_tile(0, 0);
+  for (int idx = tid; idx < 16 * CH; idx += NT) {  // q, r rows of the group; zero rows g >= G
+    const int g = idx / CH, c = idx % CH;
+    const bool ok = g < G;
+    const int hq = hk * G + (ok ? g : 0);
+    cp_async16(Qs + g * RS + c * 8, static_cast<const T*>(p.q) + b * p.q_batch_stride + hq * p.q_head_stride + c * 8, ok);
+    if (PLX)
+      cp_async16(Rs + g * RS + c * 8, static_cast<const T*>(p.r) + b * p.r_batch_stride + hq * p.r_head_stride + c * 8, ok);
+  }
+  cp_async_commit();
+  if (ntiles > 1) load_tile(1, 1);
+  cp_async_commit();
+  const int r0 = lane >> 2;
+  // z0 (SPEC §7.1 shift), per warp and row: the p1-weighted mean of z over the first 16 keys
+  // of this warp where the row has weight (a running zbar); the merges re-centre exactly.
+  float z0r[2] = {0.f, 0.f};
+  bool z0set[2] = {false, false};
+  const float qscale = p.scale * kLog2e;
+
+  float o1[NTO][4], o2[PLX ? NTO : 1][4];
+#pragma unroll
+  for (int i = 0; i < NTO; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      o1[i][e] = 0.f;
+      if (PLX) o2[i][e] = 0.f;
+    }
+  float m_run[2] = {-INFINITY, -INFINITY}, d1[2] = {0.f, 0.f}, d2[2] = {0.f, 0.f};
+  const unsigned qs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Qs));
+  const unsigned rs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Rs));
+  const unsigned ks_addr = static_cast<unsigned>(__cvta_generic_to_shared(Ks));
+  const unsigned vs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Vs));
+  const unsigned a_off = ((lane & 15) * RS + (lane >> 4) * 8) * 2;
+  const unsigned bk_off = (((lane >> 4) * 8 + (lane & 7)) * RS + ((lane >> 3) & 1) * 8) * 2;
+  const unsigned bv_off = ((((lane >> 3) & 1) * 8 + (lane & 7)) * RS + (lane >> 4) * 8) * 2;
+
+  for (int t = 0; t < ntiles; ++t) {
+    const int buf = t % NS;
+    if (t + 2 < ntiles) load_tile(t + 2, (t + 2) % NS);  // that stage held tile t-1, done at the last barrier
+    cp_async_commit();
+    cp_async_wait<2>();
+    __syncthreads();
+    const int kw = c_lo + t * TK + warp * 16;  // this warp's first key
+    if (kw < c_hi) {                            // warp-uniform
+      float s[2][4], z[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[i][e] = 0.f, z[i][e] = 0.f;
+      const unsigned kb = ks_addr + (buf * TK + warp * 16) * RS * 2;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        std::uint32_t aq[4], ar[4], b0, b1, b2, b3;
+        ldsm_x4(qs_addr + a_off + ks * 32, aq[0], aq[1], aq[2], aq[3]);
+        ldsm_x4(kb + bk_off + ks * 32, b0, b1, b2, b3);
+        mma16816<T>(s[0], aq, b0, b1);
+        mma16816<T>(s[1], aq, b2, b3);
+        if (PLX) {
+          ldsm_x4(rs_addr + a_off + ks * 32, ar[0], ar[1], ar[2], ar[3]);
+          mma16816<T>(z[0], ar, b0, b1);
+          mma16816<T>(z[1], ar, b2, b3);
+        }
+      }
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = kw + i * 8 + (lane & 3) * 2 + (e & 1);
+          const float x = key < c_hi ? s[i][e] * qscale : -INFINITY;
+          s[i][e] = x;
+          mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        }
+      float alpha[2], m_use[2];
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
+        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
+        const float m_new = fmaxf(m_run[rr], mx[rr]);
+        m_use[rr] = m_new == -INFINITY ? 0.f : m_new;
+        alpha[rr] = exp2f(m_run[rr] - m_use[rr]);
+        m_run[rr] = m_new;
+      }
+      float ls1[2] = {0.f, 0.f}, ls2[2] = {0.f, 0.f};
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          s[i][e] = exp2f(s[i][e] - m_use[e >> 1]);
+          ls1[e >> 1] += s[i][e];
+        }
+      if (PLX) {
+        const bool need0 = !z0set[0] && mx[0] != -INFINITY, need1 = !z0set[1] && mx[1] != -INFINITY;
+        if (__any_sync(0xffffffffu, need0 || need1)) {
+          float w[2] = {0.f, 0.f}, wz[2] = {0.f, 0.f};
+#pragma unroll
+          for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) w[e >> 1] += s[i][e], wz[e >> 1] += s[i][e] * z[i][e];
+#pragma unroll
+          for (int rr = 0; rr < 2; ++rr) {
+            w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 1);
+            w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 2);
+            wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 1);
+            wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 2);
+          }
+          if (need0) z0r[0] = wz[0] / w[0], z0set[0] = true;
+          if (need1) z0r[1] = wz[1] / w[1], z0set[1] = true;
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            z[i][e] = s[i][e] * (z[i][e] - z0r[e >> 1]);  // p2
+            ls2[e >> 1] += z[i][e];
+          }
+      }
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) d1[rr] = d1[rr] * alpha[rr] + ls1[rr], d2[rr] = d2[rr] * alpha[rr] + ls2[rr];
+#pragma unroll
+      for (int i = 0; i < NTO; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          o1[i][e] *= alpha[e >> 1];
+          if (PLX) o2[i][e] *= alpha[e >> 1];
+        }
+      // p1, p2 as hi + lo pairs of the input type (p = hi + lo to ~2^-16 relative): the PV
+      // products then carry no 16-bit rounding of P (decode is memory-bound; the extra mma is free).
+      std::uint32_t ap[4], apl[4], az[4], azl[4];
+      split_pack<T>(s[0][0], s[0][1], ap[0], apl[0]);
+      split_pack<T>(s[0][2], s[0][3], ap[1], apl[1]);
+      split_pack<T>(s[1][0], s[1][1], ap[2], apl[2]);
+      split_pack<T>(s[1][2], s[1][3], ap[3], apl[3]);
+      if (PLX) {
+        split_pack<T>(z[0][0], z[0][1], az[0], azl[0]);
+        split_pack<T>(z[0][2], z[0][3], az[1], azl[1]);
+        split_pack<T>(z[1][0], z[1][1], az[2], azl[2]);
+        split_pack<T>(z[1][2], z[1][3], az[3], azl[3]);
+      }
+      const unsigned vb = vs_addr + (buf * TK + warp * 16) * RS * 2;
+#pragma unroll
+      for (int np = 0; np < D / 16; ++np) {
+        std::uint32_t b0, b1, b2, b3;
+        ldsm_x4_t(vb + bv_off + np * 32, b0, b1, b2, b3);
+        mma16816<T>(o1[2 * np], ap, b0, b1);
+        mma16816<T>(o1[2 * np + 1], ap, b2, b3);
+        mma16816<T>(o1[2 * np], apl, b0, b1);
+        mma16816<T>(o1[2 * np + 1], apl, b2, b3);
+        if (PLX) {
+          mma16816<T>(o2[2 * np], az, b0, b1);
+          mma16816<T>(o2[2 * np + 1], az, b2, b3);
+          mma16816<T>(o2[2 * np], azl, b0, b1);
+          mma16816<T>(o2[2 * np + 1], azl, b2, b3);
+        }
+      }
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+  // ---- merge the 4 warp states (exact rescaling, SPEC §6.2) ----
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 1);
+    d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 2);
+    d2[rr] += __shfl_xor_sync(0xffffffffu, d2[rr], 1);
+    d2[rr] += __shfl_xor_sync(0xffffffffu, d2[rr], 2);
+    float* c = comb + (warp * 16 + r0 + 8 * rr) * CW;
+    if ((lane & 3) == 0) c[0] = m_run[rr], c[1] = d1[rr], c[2] = d2[rr], c[3] = z0r[rr];
+#pragma unroll
+    for (int nt = 0; nt < NTO; ++nt) {
+      const int col = nt * 8 + (lane & 3) * 2;
+      c[4 + col] = o1[nt][rr * 2], c[4 + col + 1] = o1[nt][rr * 2 + 1];
+      if (PLX) c[4 + D + col] = o2[nt][rr * 2], c[4 + D + col + 1] = o2[nt][rr * 2 + 1];
+    }
+  }
+  __syncthreads();
+  for (int idx = tid; idx < G * (D / 2); idx += NT) {
+    const int g = idx / (D / 2), cp = idx % (D / 2);
+    float M = -INFINITY;
+    int wbest = 0;
+#pragma unroll
+    for (int w = 0; w < 4; ++w)
+      if (comb[(w * 16 + g) * CW] > M) M = comb[(w * 16 + g) * CW], wbest = w;
+    const float Z0 = comb[(wbest * 16 + g) * CW + 3];  // shift of the heaviest warp
+    float sd1 = 0.f, sd2 = 0.f, a0 = 0.f, a1 = 0.f, c0 = 0.f, c1 = 0.f;
+    if (M != -INFINITY)
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float* c = comb + (w * 16 + g) * CW;
+        if (c[0] == -INFINITY) continue;
+        const float a = exp2f(c[0] - M), dz = c[3] - Z0;  // re-centre: sum p (z - Z0) = sum p (z - z0_w) + dz d1
+        const float x0 = c[4 + 2 * cp], x1 = c[4 + 2 * cp + 1];
+        sd1 += a * c[1], sd2 += a * (c[2] + dz * c[1]);
+        a0 += a * x0, a1 += a * x1;
+        if (PLX) c0 += a * (c[4 + D + 2 * cp] + dz * x0), c1 += a * (c[4 + D + 2 * cp + 1] + dz * x1);
+      }
+    decode_finish<T, D, PLX>(p, b, hk * G + g, split, M, sd1, sd2, Z0, cp, a0, a1, c0, c1);
+  }
+  if (S_ > 1) {
+    // The last split block of this (b, kv head) to finish runs the combine (no second launch):
+    // writes -> fence -> ticket; the last ticket holder fences and reads through L2, then
+    // resets the counter to 0 for the next launch (CUDA-graph replays).
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+      int* cnt = decode_counters(p) + b * p.Hkv + hk;
+      s_last = atomicAdd(cnt, 1) == S_ - 1;
+      if (s_last) atomicExch(cnt, 0);
+    }
+    __syncthreads();
+    if (s_last) {
+      __threadfence();
+      for (int idx = tid; idx < G * (D / 2); idx += NT) combine_one<T, D, PLX>(p, b, hk * G + idx / (D / 2), idx % (D / 2));
+    }
+  }
+}
+
+template <class T, int D, bool PLX> cudaError_t decode3_dispatch(const AttnParams& p, cudaStream_t st) {
+  auto kern = parallax_decode_mma_kernel<T, D, PLX>;
+  const int smem = Decode3Smem<D>::bytes;
+  cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess) return e;
+  kern<<<dim3(p.num_splits, p.Hkv, p.B), 128, smem, st>>>(p);  // combines in its last block per kv head
+  return cudaGetLastError();
+}
+
+template <class T, int D, int GMAX, bool PLX> cudaError_t decode_dispatch(const AttnParams& p, cudaStream_t st) {
+  auto kern = parallax_decode_kernel<T, D, GMAX, PLX>;
+  const int smem = DecodeSmem<D, GMAX>::bytes;
+  cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess) return e;
+  kern<<<dim3(p.num_splits, p.Hkv, p.B), kDecThreads, smem, st>>>(p);
+  if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  if (p.num_splits > 1) {
+    parallax_decode_combine_kernel<T, D, PLX><<<dim3(p.Hq, p.B), D / 2, 0, st>>>(p);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+template <class T, int D, bool PLX> cudaError_t decode_by_group(const AttnParams& p, cudaStream_t st) {
+  const int G = p.Hq / p.Hkv;
+  if (G <= 1) return decode_dispatch<T, D, 1, PLX>(p, st);
+  if (G <= 2) return decode_dispatch<T, D, 2, PLX>(p, st);
+  if (G <= 4) return decode_dispatch<T, D, 4, PLX>(p, st);
+  if (G <= 8) return decode_dispatch<T, D, 8, PLX>(p, st);
+  return decode_dispatch<T, D, 16, PLX>(p, st);
+}
+
+template <class T> cudaError_t decode_by_dim(const AttnParams& p, cudaStream_t st) {
+  const bool plx = p.mech == Mechanism::Parallax;
+  // Default dispatch (measured, docs/gpu-results.md): for Parallax MHA (G = 1) with one split
+  // and at least ~one wave of blocks, the CUDA-core v2 was 3-10% faster than v3 (no padded
+  // mma rows, 3 resident blocks/SM); for softmax v2 was slower, so everything else runs v3.
+  const bool auto_v2 = p.decode_version == 0 && plx && p.Hq == p.Hkv && p.num_splits == 1 &&
+                       (long long)p.B * p.Hkv >= 128;
+  if (p.decode_version != 2 && !auto_v2) {
+    if (p.D == 64) return plx ? decode3_dispatch<T, 64, true>(p, st) : decode3_dispatch<T, 64, false>(p, st);
+    return plx ? decode3_dispatch<T, 128, true>(p, st) : decode3_dispatch<T, 128, false>(p, st);
+  }
+  if (p.D == 64) return plx ? decode_by_group<T, 64, true>(p, st) : decode_by_group<T, 64, false>(p, st);
+  return plx ? decode_by_group<T, 128, true>(p, st) : decode_by_group<T, 128, false>(p, st);
+}
+
+int launch_decode(const AttnParams& p, void* stream) {
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  return int(p.dtype == ElemType::BF16 ? decode_by_dim<__nv_bfloat16>(p, st) : decode_by_dim<__half>(p, st));
+}
+
+int decode_smem(int D, int G, int version) {
+  if (version != 2) return D == 64 ? Decode3Smem<64>::bytes : Decode3Smem<128>::bytes;
+  auto pick = [&](auto d) {
+    constexpr int DD = decltype(d)::value;
+    return G <= 1 ? DecodeSmem<DD, 1>::bytes : G <= 2 ? DecodeSmem<DD, 2>::bytes : G <= 4 ? DecodeSmem<DD, 4>::bytes
+         : G <= 8 ? DecodeSmem<DD, 8>::bytes : DecodeSmem<DD, 16>::bytes;
+  };
+  return D == 64 ? pick(std::integral_constant<int, 64>{}) : pick(std::integral_constant<int, 128>{});
+}
+
+}  // namespace plx::cuda::detail

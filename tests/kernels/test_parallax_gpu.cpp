@@ -1,0 +1,293 @@
+// tests/kernels/test_parallax_gpu.cpp — the CUDA decode and prefill kernels vs the reference.
+//
+// Charter: random problems from our RNG (edge lengths 1, 7, 63, 64, 65, 97, ..., GQA, windows,
+// start/used, empty rows, the LargeR cancellation hazard), run through plx::cuda::forward
+// (outputs poisoned with NaN first), compared by validation/compare to the float64
+// reference (truth) with the FlashAttention rule: kernel error <= 2 x the error of a
+// same-precision baseline + a derived floor. The baseline is emulate() below: float
+// arithmetic on the same bf16/fp16 inputs, rounding exactly where the kernel rounds
+// (prefill: p1, p2 to the input type before the PV product; both: the output).
+// Skips (GTEST_SKIP) without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda_api.hpp"
+#include "reference/attention.hpp"  // forward<double>, instantiated here (no multiprecision)
+#include "tests/support.hpp"
+#include "validation/compare.hpp"
+
+namespace plx {
+namespace {
+
+double round_to(double x, DType t) {
+  return t == DType::BF16 ? bf16_to_float(bf16_bits(float(x))) : f16_to_float(f16_bits(float(x)));
+}
+
+// Same-precision baseline: float dot products and sums, exp in float, the shifted closed form
+// of SPEC §7.1 with z0 = zbar (the best shift), p1/p2 rounded to the input type when
+// round_p (the prefill kernel's bf16/fp16 PV operands), output rounded to the input type.
+struct Emulated {
+  Tensor<double> out, lse, zbar;
+};
+Emulated emulate(const Problem& p, const Inputs& in, bool round_p) {
+  const int G = p.group();
+  Emulated e{Tensor<double>({size_t(p.B), size_t(p.Lq), size_t(p.Hq), size_t(p.Dv)}),
+             Tensor<double>({size_t(p.B), size_t(p.Hq), size_t(p.Lq)}), Tensor<double>({size_t(p.B), size_t(p.Hq), size_t(p.Lq)})};
+  const bool plx = p.probe == Probe::Learned;
+  const float tau = float(p.tau());
+  std::vector<float> s, z, p1, p2;
+  for (int b = 0; b < p.B; ++b)
+    for (int h = 0; h < p.Hq; ++h)
+      for (int i = 0; i < p.Lq; ++i) {
+        const RowRange R = row_range(p, b, i);
+        const int hk = h / G;
+        if (R.empty()) {
+          for (int d = 0; d < p.Dv; ++d) e.out(b, i, h, d) = 0;
+          e.lse(b, h, i) = -INFINITY, e.zbar(b, h, i) = 0;
+          continue;
+        }
+        const int n = R.size();
+        s.assign(n, 0), z.assign(n, 0), p1.assign(n, 0), p2.assign(n, 0);
+        float m = -INFINITY;
+        for (int j = 0; j < n; ++j) {
+          float a = 0, c = 0;
+          for (int d = 0; d < p.D; ++d) {
+            const float kd = float(in.k(b, R.lo + j, hk, d));
+            a += float(in.q(b, i, h, d)) * kd;
+            if (plx) c += float(in.r(b, i, h, d)) * kd;
+          }
+          s[j] = a * tau, z[j] = c, m = std::max(m, s[j]);
+        }
+        float d1 = 0, d1z = 0;
+        for (int j = 0; j < n; ++j) p1[j] = std::exp(s[j] - m), d1 += p1[j], d1z += p1[j] * z[j];
+        const float z0 = d1z / d1;
+        float d2 = 0;
+        for (int j = 0; j < n; ++j) p2[j] = p1[j] * (z[j] - z0), d2 += p2[j];
+        if (round_p)
+          for (int j = 0; j < n; ++j) p1[j] = float(round_to(p1[j], p.dtype)), p2[j] = float(round_to(p2[j], p.dtype));
+        for (int d = 0; d < p.Dv; ++d) {
+          float o1 = 0, o2 = 0;
+          for (int j = 0; j < n; ++j) {
+            const float v = float(in.v(b, R.lo + j, hk, d));
+            o1 += p1[j] * v, o2 += p2[j] * v;
+          }
+          const float vb = o1 / d1, zb = d2 / d1;
+          e.out(b, i, h, d) = round_to(plx ? vb + (zb * vb - o2 / d1) : vb, p.dtype);
+        }
+        e.lse(b, h, i) = double(m) + std::log(double(d1));
+        e.zbar(b, h, i) = plx ? double(z0 + d2 / d1) : 0.0;
+      }
+  return e;
+}
+
+double max_abs(const Tensor<double>& t) {
+  double m = 0;
+  for (double x : t.data)
+    if (std::isfinite(x)) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+bool has_empty_row(const Problem& p) {
+  for (int b = 0; b < p.B; ++b)
+    for (int i = 0; i < p.Lq; ++i)
+      if (row_range(p, b, i).empty()) return true;
+  return false;
+}
+
+// Run one problem on the GPU and check out (and lse, zbar, vbar) against the truth.
+void check_case(Problem p, const std::string& label) {
+  SCOPED_TRACE(label + " seed=" + std::to_string(p.seed));
+  const Inputs in = make_inputs(p);
+  const Forward<double> truth = attention_forward<double>(p, in, ForwardOptions{true, false});
+  const bool decode = p.Lq == 1;
+  // The prefill kernel rounds p1, p2 to the input type before the PV mma (as FlashAttention);
+  // decode does not (v2: fp32 CUDA cores; v3: hi + lo pairs), so its baseline keeps P in fp32.
+  const bool p_unrounded = decode;
+  const Emulated base = emulate(p, in, /*round_p=*/!decode);
+  const CandidateResult got = cuda::forward(p, in);
+  const double u = unit_roundoff(p.dtype);
+  std::vector<TensorReport> reps;
+  // Floor: the kernel must round each output to the input type once (<= u |out|), which a
+  // same-precision baseline may dodge by luck on tiny tensors; plus the fp32 accumulation
+  // (<= n u32 sum|terms|, n <= 2^14 here, far below u) -> u * max|truth| * (1 + 2^-6).
+  const double tmax = max_abs(truth.out);
+  reps.push_back(compare_tensor("out", got.out, truth.out, p.dtype,
+                                Tolerance{2.0, u * tmax * (1 + 0x1p-6), 0,
+                                          "2x same-precision baseline; floor = one output rounding u*max|out|"},
+                                &base.out));
+  // vbar: the kernel's softmax mean, same rounding model as out (softmax baseline = out of
+  // the softmax member; here bounded by the floor alone: one rounding + accumulation).
+  reps.push_back(compare_tensor("vbar", got.saved.at("vbar"), truth.saved.at("vbar"), p.dtype,
+                                Tolerance{2.0, u * max_abs(truth.saved.at("vbar")) * (1 + 0x1p-6) + (p_unrounded ? 0 : u * max_abs(in.v)), 0,
+                                          "one output rounding u*max|vbar| (+ u*max|v| for bf16-rounded P in prefill)"}));
+  if (!has_empty_row(p)) {
+    // lse in fp32: 2x the float baseline, floor 8 u32 (|lse| + 1) for exp2/log2 (<= 2 ulp) and the scaling.
+    reps.push_back(compare_tensor("lse", got.saved.at("lse"), truth.saved.at("lse"), DType::F32,
+                                  Tolerance{2.0, 8 * 0x1p-24 * (max_abs(truth.saved.at("lse")) + 1), 0,
+                                            "2x float baseline; floor 8 u32 (|lse|+1)"},
+                                  &base.lse));
+  }
+  if (p.probe == Probe::Learned && !has_empty_row(p)) {
+    reps.push_back(compare_tensor("zbar", got.saved.at("zbar"), truth.saved.at("zbar"), DType::F32,
+                                  Tolerance{2.0, 16 * 0x1p-24 * (max_abs(truth.saved.at("zbar")) + 1), 0,
+                                            "2x float baseline; floor 16 u32 (|zbar|+1)"},
+                                  &base.zbar));
+  }
+  bool ok = true;
+  for (const auto& r : reps) ok = ok && r.passed;
+  if (!ok || std::getenv("PLX_VERBOSE")) std::printf("%s\n%s", label.c_str(), format_report(reps).c_str());
+  for (const auto& r : reps) EXPECT_TRUE(r.passed) << r.name << " max_abs " << r.max_abs << " > limit " << r.limit;
+}
+
+bool skip_without_device() {
+  std::string why;
+  if (!cuda::available(&why)) {
+    std::printf("no CUDA device: %s\n", why.c_str());
+    return true;
+  }
+  return false;
+}
+
+Problem base_problem(const std::string& member, DType dt, int D, int B, int Hq, int Hkv, int Lq, int Lkv, std::uint64_t seed) {
+  Problem p;
+  set_member(p, member);
+  p.dtype = dt, p.D = p.Dv = D, p.B = B, p.Hq = Hq, p.Hkv = Hkv, p.Lq = Lq, p.Lkv = Lkv, p.seed = seed;
+  p.gen = InputGen::RmsNorm;
+  return p;
+}
+
+struct SplitEnv {  // force the decode split count through PLX_CUDA_SPLITS for one scope
+  explicit SplitEnv(int s) {
+    if (s > 0) setenv("PLX_CUDA_SPLITS", std::to_string(s).c_str(), 1);
+    else unsetenv("PLX_CUDA_SPLITS");
+  }
+  ~SplitEnv() { unsetenv("PLX_CUDA_SPLITS"); }
+};
+
+TEST(CudaDecode, EdgeLengthsGqaSplits) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device: decode kernels not run";
+  std::uint64_t seed = test::seed();
+  for (const char* member : {"parallax", "softmax"})
+    for (int D : {64, 128})
+      for (int L : {1, 7, 63, 64, 65, 97, 1025})
+        for (auto [Hq, Hkv] : {std::pair{2, 2}, std::pair{8, 2}, std::pair{6, 2}})
+          for (int splits : {0, 1, 3}) {
+            SplitEnv env(splits);
+            Problem p = base_problem(member, DType::BF16, D, 2, Hq, Hkv, 1, L, ++seed);
+            check_case(p, std::string("decode ") + member + " D=" + std::to_string(D) + " L=" + std::to_string(L) +
+                              " Hq=" + std::to_string(Hq) + " Hkv=" + std::to_string(Hkv) + " splits=" + std::to_string(splits));
+          }
+}
+
+TEST(CudaDecode, MasksEmptyRowsFp16LargeR) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device: decode kernels not run";
+  std::uint64_t seed = test::seed() + 1000;
+  for (int splits : {0, 1, 4}) {
+    SplitEnv env(splits);
+    // per-batch used/start incl. an empty row (used = 0) and start > 0, window
+    Problem p = base_problem("parallax", DType::BF16, 128, 4, 8, 2, 1, 700, ++seed);
+    p.used = {700, 333, 0, 129};
+    p.start = {0, 17, 0, 128};
+    check_case(p, "decode used/start/empty splits=" + std::to_string(splits));
+    p.window = 64;
+    check_case(p, "decode window 64 splits=" + std::to_string(splits));
+    p.window = 0;
+    check_case(p, "decode window 0 (all rows empty)");
+    Problem f = base_problem("parallax", DType::F16, 64, 2, 4, 4, 1, 300, ++seed);
+    check_case(f, "decode fp16");
+    Problem m = base_problem("parallax", DType::BF16, 128, 2, 16, 1, 1, 513, ++seed);  // MQA, G = 16
+    check_case(m, "decode MQA G=16");
+    // SPEC §7.1 hazard: |zbar| >> sigma_z; the shift keeps the kernel at the baseline's error.
+    Problem lr = base_problem("parallax", DType::BF16, 128, 2, 8, 2, 1, 1024, ++seed);
+    lr.gen = InputGen::LargeR;
+    check_case(lr, "decode LargeR splits=" + std::to_string(splits));
+  }
+  // B * Hkv >= 128, MHA, one split: the default dispatch picks v2 here (see parallax_decode.cu).
+  SplitEnv one(1);
+  for (const char* member : {"parallax", "softmax"}) {
+    Problem big = base_problem(member, DType::BF16, 128, 64, 2, 2, 1, 97, ++seed);
+    check_case(big, std::string("decode auto-v2 dispatch ") + member);
+  }
+}
+
+// The CUDA-core decode (v2, fp32 p1/p2) on the same kind of cases, against the unrounded baseline.
+TEST(CudaDecode, V2CudaCoreKernel) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device: decode kernels not run";
+  setenv("PLX_CUDA_DECODE_VERSION", "2", 1);
+  std::uint64_t seed = test::seed() + 500;
+  for (const char* member : {"parallax", "softmax"})
+    for (int L : {1, 63, 65, 1025})
+      for (auto [Hq, Hkv] : {std::pair{2, 2}, std::pair{6, 2}, std::pair{16, 1}})
+        for (int splits : {0, 3}) {
+          SplitEnv env(splits);
+          Problem p = base_problem(member, DType::BF16, 128, 2, Hq, Hkv, 1, L, ++seed);
+          check_case(p, std::string("decode v2 ") + member + " L=" + std::to_string(L) + " Hq=" + std::to_string(Hq) +
+                            " Hkv=" + std::to_string(Hkv) + " splits=" + std::to_string(splits));
+        }
+  Problem lr = base_problem("parallax", DType::BF16, 128, 2, 8, 2, 1, 1024, ++seed);
+  lr.gen = InputGen::LargeR;
+  check_case(lr, "decode v2 LargeR");
+  unsetenv("PLX_CUDA_DECODE_VERSION");
+}
+
+TEST(CudaForward, CausalEdgeLengths) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device: forward kernels not run";
+  std::uint64_t seed = test::seed() + 2000;
+  for (const char* member : {"parallax", "softmax"})
+    for (int D : {64, 128})
+      for (int L : {2, 7, 63, 64, 65, 97, 200}) {
+        Problem p = base_problem(member, DType::BF16, D, 2, 4, 2, L, L, ++seed);
+        check_case(p, std::string("forward causal ") + member + " D=" + std::to_string(D) + " L=" + std::to_string(L));
+      }
+}
+
+TEST(CudaForward, MasksGqaWindowsEmptyRows) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device: forward kernels not run";
+  std::uint64_t seed = test::seed() + 3000;
+  for (const char* member : {"parallax", "softmax"}) {
+    Problem p = base_problem(member, DType::BF16, 128, 2, 6, 2, 65, 97, ++seed);  // Lq < Lkv, G = 3
+    check_case(p, std::string(member) + " Lq=65 Lkv=97 G=3");
+    p = base_problem(member, DType::BF16, 64, 2, 2, 1, 97, 63, ++seed);  // Lq > Lkv: empty first rows
+    check_case(p, std::string(member) + " Lq=97 Lkv=63 (empty rows)");
+    p = base_problem(member, DType::BF16, 128, 1, 4, 4, 150, 150, ++seed);
+    p.window = 7;
+    check_case(p, std::string(member) + " window 7");
+    p.window = 64;
+    check_case(p, std::string(member) + " window 64");
+    p.window = 0;
+    check_case(p, std::string(member) + " window 0");
+    p.window = -1, p.causal = false;
+    check_case(p, std::string(member) + " non-causal");
+    p = base_problem(member, DType::BF16, 64, 3, 4, 2, 70, 130, ++seed);
+    p.start = {0, 5, 90}, p.used = {130, 100, 95};
+    check_case(p, std::string(member) + " start/used");
+    p = base_problem(member, DType::F16, 128, 1, 2, 1, 129, 129, ++seed);
+    check_case(p, std::string(member) + " fp16");
+  }
+  Problem lr = base_problem("parallax", DType::BF16, 128, 1, 4, 2, 128, 128, ++seed);
+  lr.gen = InputGen::LargeR;
+  check_case(lr, "forward LargeR");
+}
+
+// The same launch twice gives bitwise the same output (no races, no atomics in the sums).
+TEST(CudaDeterminism, RepeatIsBitwise) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device";
+  for (int Lq : {1, 77}) {
+    SplitEnv env(Lq == 1 ? 5 : 0);
+    Problem p = base_problem("parallax", DType::BF16, 128, 2, 8, 2, Lq, 999, test::seed() + 4000 + Lq);
+    const Inputs in = make_inputs(p);
+    const CandidateResult a = cuda::forward(p, in), b = cuda::forward(p, in);
+    ASSERT_EQ(a.out.data.size(), b.out.data.size());
+    std::size_t diff = 0;
+    for (std::size_t i = 0; i < a.out.data.size(); ++i) diff += !(a.out.data[i] == b.out.data[i]);
+    EXPECT_EQ(diff, 0u) << "Lq=" << Lq;
+  }
+}
+
+}  // namespace
+}  // namespace plx

@@ -1,0 +1,422 @@
+// validation/fixture.cpp — schema v1 writer/reader and the per-case generator (see fixture.hpp).
+//
+// Charter: truth in dd (or bf50), split into hi/lo float64; inputs in the problem dtype
+// (bf16/fp16 as uint16 bit patterns + a float32 view); a SHA-256 attribute on every dataset.
+// The bytes of every dataset are a pure function of (problem, scalar): no time, commit or
+// thread count enters them (only root attributes `created` and `git_commit` vary).
+#include "validation/fixture.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "reference/all.hpp"
+#include "validation/h5io.hpp"
+#include "validation/problem_json.hpp"
+#include "validation/sha256.hpp"
+
+#ifndef PLX_GIT_COMMIT
+#define PLX_GIT_COMMIT "unknown"
+#endif
+#ifndef PLX_VERSION
+#define PLX_VERSION "0"
+#endif
+
+namespace plx {
+using nlohmann::json;
+
+const std::vector<std::string>& checked_tensor_names() {
+  static const std::vector<std::string> n = {"out", "dq", "dk", "dv", "dr", "dlambda"};
+  return n;
+}
+
+bool have_reference_backward() {
+#ifdef PLX_BACKWARD_TEMPLATES
+  return true;
+#else
+  return false;
+#endif
+}
+
+// ---- tolerances -------------------------------------------------------------------
+// limit = max(2 * baseline error, (2 u(X) + k u_acc) * max|truth|):
+//  * 2 x baseline: the FlashAttention rule; the baseline is plx's own same-precision run
+//    (reference in the candidate's accumulation precision, outputs rounded to X; check.cpp).
+//  * 2 u(X): the candidate's own rounding of its output to X, and the baseline's (FA's fwd_atol).
+//  * k u_acc: worst-case forward error of the sums the tensor is made of (Higham: a sum of k
+//    terms in precision u errs by <= k u sum|terms|), k = n + D + Dv with n the longest key
+//    (out, dq, dr, dlambda: Lkv) or query (dk, dv: Lq * G) reduction; u_acc = 2^-24 (fp32
+//    accumulation) for fp32/bf16/fp16 candidates, 2^-53 for float64 ones.
+Tolerance recommended_tolerance(const Problem& p, const std::string& name, DType X) {
+  const double u_out = unit_roundoff(X), u_acc = X == DType::F64 ? 0x1p-53 : 0x1p-24;
+  const bool over_queries = name == "dk" || name == "dv";
+  const double n = over_queries ? double(p.Lq) * p.group() : double(p.Lkv);
+  const double k = n + p.D + p.Dv;
+  Tolerance t;
+  t.baseline_ratio = 2.0;
+  t.abs_floor = 0.0;
+  t.rel_floor = 2 * u_out + k * u_acc;
+  char buf[600];
+  std::snprintf(buf, sizeof buf,
+                "max(2 x same-precision baseline error, (2 u(%s) + k u_acc) max|truth|) with u(%s) = %.3g, "
+                "u_acc = %.3g (%s accumulation), k = n + D + Dv = %.0f (n = %s = %.0f): FlashAttention ratio rule; "
+                "floor = two output roundings + worst-case error of k-term sums",
+                to_string(X).c_str(), to_string(X).c_str(), u_out, u_acc, X == DType::F64 ? "fp64" : "fp32", k,
+                over_queries ? "Lq*G" : "Lkv", n);
+  t.why = buf;
+  return t;
+}
+
+Tolerance tolerance_from_json(const json& j) {
+  try {
+    Tolerance t;
+    t.baseline_ratio = j.at("baseline_ratio").get<double>();
+    t.abs_floor = j.at("abs_floor").get<double>();
+    t.rel_floor = j.at("rel_floor").get<double>();
+    t.why = j.at("why").get<std::string>();
+    return t;
+  } catch (const std::exception& e) {
+    throw Error(std::string("fixture tolerance entry is malformed: ") + e.what() + " in " + j.dump());
+  }
+}
+
+// ---- generation ---------------------------------------------------------------------
+namespace {
+
+template <class T> Truth split(const Tensor<T>& t) {
+  Truth r{Tensor<double>(t.shape), Tensor<double>(t.shape)};
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    auto [hi, lo] = split_hi_lo(t.data[i]);
+    r.hi.data[i] = hi, r.lo.data[i] = lo;
+  }
+  return r;
+}
+
+double max_abs(const Tensor<double>& t) {
+  double m = 0;
+  for (double x : t.data) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+// Work estimate for a forward: B Hq Lq Lkv (D + Dv) multiply-adds.
+double work(const Problem& p) { return double(p.B) * p.Hq * p.Lq * p.Lkv * (p.D + p.Dv); }
+
+template <class T> void compute_truth(FixtureData& f, json& notes) {
+  ForwardOptions o;
+  o.saved = true, o.diagnostics = true;
+  auto F = attention_forward<T>(f.p, f.in, o);
+  f.truth["out"] = split(F.out);
+  for (auto& [n, t] : F.saved) f.saved[n] = split(t);
+  f.diag = std::move(F.diag);
+#ifdef PLX_BACKWARD_TEMPLATES
+  if (f.p.decode) {
+    notes["gradients"] = "none: decode is forward only (SPEC 6.1)";
+    return;
+  }
+  try {
+    auto G = attention_backward<T>(f.p, f.in);
+    f.truth["dq"] = split(G.dq), f.truth["dk"] = split(G.dk), f.truth["dv"] = split(G.dv);
+    if (f.p.probe == Probe::Learned) f.truth["dr"] = split(G.dr);
+    if (f.p.probe == Probe::Solver) f.truth["dlambda"] = split(G.dlambda);
+    notes["gradients"] = "dq, dk, dv" + std::string(f.p.probe == Probe::Learned ? ", dr" : "") +
+                         (f.p.probe == Probe::Solver ? ", dlambda" : "") + " of L = sum(dO * out), ridge_grad = " +
+                         to_string(f.p.solver.ridge_grad);
+  } catch (const NumericalError& e) {
+    notes["gradients"] = std::string("none: the reference backward refused: ") + e.what();
+  }
+#else
+  notes["gradients"] = "none: this plx build has no reference backward";
+#endif
+}
+
+// Max |a - b| / max|b| per tensor between the truth and a second scalar's run.
+template <class T> json cross_check(const FixtureData& f, bool grads) {
+  json r;
+  auto F = attention_forward<T>(f.p, f.in);
+  auto rel = [](const Truth& a, const Tensor<T>& b) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      T d = (from_double<T>(a.hi.data[i]) + from_double<T>(a.lo.data[i])) - b.data[i];
+      num = std::max(num, std::fabs(to_double(d)));
+      den = std::max(den, std::fabs(to_double(b.data[i])));
+    }
+    return den > 0 ? num / den : num;
+  };
+  r["out"] = rel(f.truth.at("out"), F.out);
+#ifdef PLX_BACKWARD_TEMPLATES
+  if (grads && f.truth.count("dq")) {
+    auto G = attention_backward<T>(f.p, f.in);
+    r["dq"] = rel(f.truth.at("dq"), G.dq), r["dk"] = rel(f.truth.at("dk"), G.dk), r["dv"] = rel(f.truth.at("dv"), G.dv);
+    if (f.truth.count("dr")) r["dr"] = rel(f.truth.at("dr"), G.dr);
+    if (f.truth.count("dlambda")) r["dlambda"] = rel(f.truth.at("dlambda"), G.dlambda);
+  }
+#else
+  (void)grads;
+#endif
+  return r;
+}
+
+// Work limits for the measured cross-check (bf50 is ~100x slower than dd).
+constexpr double kCrossCheckForwardWork = 4e5, kCrossCheckBackwardWork = 1.5e5;
+
+}  // namespace
+
+FixtureData generate_fixture(const Problem& p, const std::string& scalar) {
+  if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
+  FixtureData f;
+  f.p = p;
+  f.scalar = scalar;
+  f.in = make_inputs(p);
+  json notes;
+  if (scalar == "dd") compute_truth<dd>(f, notes);
+  else compute_truth<bf50>(f, notes);
+
+  // The reference's own error: measured against the other extended scalar on small cases.
+  json& re = f.reference_error;
+  if (work(p) <= kCrossCheckForwardWork) {
+    const bool grads = work(p) <= kCrossCheckBackwardWork;
+    re["method"] = std::string("measured: max|truth - ") + (scalar == "dd" ? "bf50" : "dd") +
+                   "| / max|" + (scalar == "dd" ? "bf50" : "dd") + "| per tensor" + (grads ? "" : " (forward only)");
+    re["max_rel"] = scalar == "dd" ? cross_check<bf50>(f, grads) : cross_check<dd>(f, grads);
+  } else {
+    double kappa = 1;
+    for (const char* d : {"cond_Sigma", "zbar_over_sigma"})
+      if (f.diag.count(d)) kappa = std::max(kappa, max_abs(f.diag.at(d)));
+    const double u = scalar == "dd" ? 0x1p-104 : 1e-50;
+    const double est = 64.0 * (p.Lkv + p.D + p.Dv) * u * kappa;
+    re["method"] = "estimate: 64 (Lkv + D + Dv) u_scalar kappa, kappa = max(1, max cond_Sigma, max zbar/sigma_z)";
+    json m;
+    for (auto& [n, t] : f.truth) m[n] = est;
+    re["max_rel"] = m;
+  }
+  re["notes"] = notes;
+
+  for (auto& [n, t] : f.truth) {
+    (void)t;
+    for (DType X : {DType::F64, DType::F32, DType::BF16, DType::F16}) {
+      Tolerance tol = recommended_tolerance(p, n, X);
+      f.tolerances[n][to_string(X)] = {{"baseline_ratio", tol.baseline_ratio}, {"abs_floor", tol.abs_floor},
+                                       {"rel_floor", tol.rel_floor}, {"why", tol.why}};
+    }
+  }
+  return f;
+}
+
+// ---- writing --------------------------------------------------------------------------
+namespace {
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+struct Writer {
+  hid_t file;
+  std::map<std::string, std::string> hashes;
+  void put(const std::string& path, const std::vector<std::size_t>& shape, h5::Raw::Type type, const void* data,
+           std::size_t bytes, const std::string& format = "") {
+    h5::Handle ds = h5::write(file, path, shape, type, data);
+    const std::string h = sha256_hex(data, bytes);
+    h5::set_attr(ds, "sha256", h);
+    if (!format.empty()) h5::set_attr(ds, "format", format);
+    hashes[path] = h;
+  }
+  void f64(const std::string& path, const Tensor<double>& t) {
+    put(path, t.shape, h5::Raw::F64, t.data.data(), t.size() * 8);
+  }
+  // An input in the problem dtype: exact storage (+ a float32 view for bf16/fp16).
+  void input(const std::string& name, const Tensor<double>& t, DType dt) {
+    const std::size_t n = t.size();
+    if (dt == DType::F64) return f64(name, t);
+    std::vector<float> f(n);
+    for (std::size_t i = 0; i < n; ++i) f[i] = float(t.data[i]);
+    if (dt == DType::F32) return put(name, t.shape, h5::Raw::F32, f.data(), n * 4);
+    std::vector<std::uint16_t> u(n);
+    for (std::size_t i = 0; i < n; ++i) u[i] = dt == DType::BF16 ? bf16_bits(f[i]) : f16_bits(f[i]);
+    put(name, t.shape, h5::Raw::U16, u.data(), n * 2, to_string(dt));
+    put(name + "_f32", t.shape, h5::Raw::F32, f.data(), n * 4);
+  }
+};
+
+}  // namespace
+
+std::map<std::string, std::string> write_fixture(const FixtureData& f, const std::string& path) {
+  namespace fs = std::filesystem;
+  static std::atomic<int> counter{0};
+  const fs::path final_path(path);
+  const fs::path dir = final_path.has_parent_path() ? final_path.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir)) throw Error("output directory '" + dir.string() + "' does not exist");
+  const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
+                                  std::to_string(counter++)))
+                              .string();
+  std::map<std::string, std::string> hashes;
+  try {
+    {
+      h5::Handle file = h5::create_file(tmp);
+      Writer w{file, {}};
+      const Problem& p = f.p;
+      w.input("q", f.in.q, p.dtype), w.input("k", f.in.k, p.dtype), w.input("v", f.in.v, p.dtype);
+      w.input("dO", f.in.dO, p.dtype);
+      if (p.probe == Probe::Learned) w.input("r", f.in.r, p.dtype);
+      if (p.probe == Probe::Solver) w.f64("lambda", f.in.lambda);
+      for (auto& [n, t] : f.truth) w.f64(n, t.hi), w.f64(n + "_lo", t.lo);
+      { h5::Handle g = h5::create_group(file, "saved"); }
+      for (auto& [n, t] : f.saved) w.f64("saved/" + n, t.hi), w.f64("saved/" + n + "_lo", t.lo);
+      { h5::Handle g = h5::create_group(file, "diag"); }
+      for (auto& [n, t] : f.diag) w.f64("diag/" + n, t);
+
+      h5::set_attr(file, "schema_version", std::int64_t(kFixtureSchemaVersion));
+      h5::set_attr(file, "problem", problem_json_text(p));
+      h5::set_attr(file, "member", member_name(p));
+      h5::set_attr(file, "dtype", to_string(p.dtype));
+      h5::set_attr_u64(file, "seed", p.seed);
+      h5::set_attr(file, "scalar", f.scalar);
+      h5::set_attr(file, "generator", std::string("plx ") + PLX_VERSION);
+      h5::set_attr(file, "git_commit", std::string(PLX_GIT_COMMIT));
+      h5::set_attr(file, "created", utc_now());
+      h5::set_attr(file, "reference_error", f.reference_error.dump());
+      h5::set_attr(file, "tolerances", f.tolerances.dump());
+      h5::set_attr(file, "layout",
+                   std::string("heads-last, row-major: q, r, dq, dr [B,Lq,Hq,D]; k, dk [B,Lkv,Hkv,D]; v, dv "
+                               "[B,Lkv,Hkv,Dv]; out, dO [B,Lq,Hq,Dv]; lambda, dlambda, saved/<per-row>, diag/* "
+                               "[B,Hq,Lq]; saved/probe [B,Lq,Hq,D]; saved/vbar [B,Lq,Hq,Dv]"));
+      hashes = w.hashes;
+    }
+    std::error_code ec;
+    fs::rename(tmp, final_path, ec);
+    if (ec) throw Error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  return hashes;
+}
+
+// ---- reading ----------------------------------------------------------------------------
+namespace {
+
+std::string where(const std::string& path, const std::string& obj) { return "fixture '" + path + "', dataset '" + obj + "'"; }
+
+}  // namespace
+
+FixtureData read_fixture(const std::string& path) {
+  h5::Handle file = h5::open_file(path);
+  if (!h5::has_attr(file, ".", "schema_version"))
+    throw Error("'" + path + "' is an HDF5 file but not a plx fixture (no 'schema_version' attribute)");
+  const std::int64_t ver = h5::get_attr_int(file, ".", "schema_version");
+  if (ver != kFixtureSchemaVersion)
+    throw Error("fixture '" + path + "' has schema_version " + std::to_string(ver) + "; this plx reads version " +
+                std::to_string(kFixtureSchemaVersion));
+  FixtureData f;
+  try {
+    f.p = problem_from_json(json::parse(h5::get_attr_string(file, ".", "problem")));
+  } catch (const json::exception& e) {
+    throw Error("fixture '" + path + "': attribute 'problem' is not valid JSON: " + e.what());
+  } catch (const Error& e) {
+    throw Error("fixture '" + path + "': attribute 'problem': " + e.what());
+  }
+  f.scalar = h5::get_attr_string(file, ".", "scalar");
+  for (const char* a : {"reference_error", "tolerances"}) {
+    try {
+      (std::string(a) == "tolerances" ? f.tolerances : f.reference_error) = json::parse(h5::get_attr_string(file, ".", a));
+    } catch (const json::exception& e) {
+      throw Error("fixture '" + path + "': attribute '" + a + "' is not valid JSON: " + e.what());
+    }
+  }
+  for (const char* a : {"generator", "git_commit", "created"})
+    f.provenance[a] = h5::has_attr(file, ".", a) ? h5::get_attr_string(file, ".", a) : "";
+
+  // Every dataset, with its checksum verified before anything uses it.
+  std::map<std::string, h5::Raw> raw;
+  std::vector<std::string> paths;
+  for (const auto& n : h5::list(file, ".")) {
+    if (n == "saved" || n == "diag") {
+      for (const auto& m : h5::list(file, n)) paths.push_back(n + "/" + m);
+    } else {
+      paths.push_back(n);
+    }
+  }
+  for (const auto& ds : paths) {
+    h5::Raw r = h5::read(file, ds);
+    if (r.type == h5::Raw::Other) throw Error(where(path, ds) + ": unsupported storage type " + r.type_desc);
+    if (!h5::has_attr(file, ds, "sha256")) throw Error(where(path, ds) + ": no 'sha256' attribute");
+    const std::string want = h5::get_attr_string(file, ds, "sha256");
+    const std::string got = sha256_hex(r.bytes.data(), r.bytes.size());
+    if (want != got)
+      throw Error(where(path, ds) + ": checksum mismatch (stored sha256 " + want + ", data hashes to " + got +
+                  "): the file is corrupt or was edited");
+    f.sha256[ds] = got;
+    raw.emplace(ds, std::move(r));
+  }
+
+  const Problem& p = f.p;
+  auto need = [&](const std::string& ds) -> const h5::Raw& {
+    auto it = raw.find(ds);
+    if (it == raw.end()) throw Error("fixture '" + path + "': required dataset '" + ds + "' is missing");
+    return it->second;
+  };
+  // Inputs must be stored exactly in the problem dtype.
+  auto input = [&](const std::string& name) {
+    const h5::Raw& r = need(name);
+    const DType dt = p.dtype;
+    const h5::Raw::Type want = dt == DType::F64 ? h5::Raw::F64 : dt == DType::F32 ? h5::Raw::F32 : h5::Raw::U16;
+    if (r.type != want)
+      throw Error(where(path, name) + ": stored as " + r.type_desc + " but the problem dtype " + to_string(dt) +
+                  " is stored as " + (want == h5::Raw::F64 ? "float64" : want == h5::Raw::F32 ? "float32" : "uint16"));
+    std::string fmt = r.type == h5::Raw::U16 && h5::has_attr(file, name, "format") ? h5::get_attr_string(file, name, "format") : "";
+    if (r.type == h5::Raw::U16 && fmt != to_string(dt))
+      throw Error(where(path, name) + ": 'format' attribute is '" + fmt + "', expected '" + to_string(dt) + "'");
+    return h5::to_tensor(r, fmt);
+  };
+  f.in.q = input("q"), f.in.k = input("k"), f.in.v = input("v"), f.in.dO = input("dO");
+  const std::size_t B = p.B, Lq = p.Lq, Hq = p.Hq;
+  f.in.r = p.probe == Probe::Learned ? input("r") : Tensor<double>({B, Lq, Hq, std::size_t(p.D)});
+  f.in.lambda = p.probe == Probe::Solver ? h5::to_tensor(need("lambda")) : Tensor<double>({B, Hq, Lq}, p.solver.lambda);
+  try {
+    check_inputs(p, f.in);
+    f.in.dO.require_shape({B, Lq, Hq, std::size_t(p.Dv)}, "dO");
+  } catch (const Error& e) {
+    throw Error("fixture '" + path + "': " + e.what());
+  }
+
+  auto truth_pair = [&](const std::string& name, const std::vector<std::size_t>& shape) {
+    Truth t{h5::to_tensor(need(name)), h5::to_tensor(need(name + "_lo"))};
+    try {
+      t.hi.require_shape(shape, name), t.lo.require_shape(shape, name + "_lo");
+    } catch (const Error& e) {
+      throw Error("fixture '" + path + "': " + e.what());
+    }
+    return t;
+  };
+  const std::size_t D = p.D, Dv = p.Dv, Lkv = p.Lkv, Hkv = p.Hkv;
+  const std::map<std::string, std::vector<std::size_t>> shapes = {
+      {"out", {B, Lq, Hq, Dv}}, {"dq", {B, Lq, Hq, D}}, {"dk", {B, Lkv, Hkv, D}},
+      {"dv", {B, Lkv, Hkv, Dv}}, {"dr", {B, Lq, Hq, D}}, {"dlambda", {B, Hq, Lq}}};
+  f.truth["out"] = truth_pair("out", shapes.at("out"));
+  for (const auto& n : checked_tensor_names())
+    if (n != "out" && raw.count(n)) f.truth[n] = truth_pair(n, shapes.at(n));
+  for (const auto& [ds, r] : raw) {
+    if (ds.rfind("saved/", 0) == 0 && ds.size() > 3 && ds.compare(ds.size() - 3, 3, "_lo") != 0) {
+      const std::string n = ds.substr(6);
+      f.saved[n] = {h5::to_tensor(r), raw.count(ds + "_lo") ? h5::to_tensor(raw.at(ds + "_lo")) : Tensor<double>()};
+    } else if (ds.rfind("diag/", 0) == 0) {
+      f.diag[ds.substr(5)] = h5::to_tensor(r);
+    }
+  }
+  for (const auto& [n, t] : f.truth)
+    if (!f.tolerances.contains(n)) throw Error("fixture '" + path + "': attribute 'tolerances' has no entry for '" + n + "'");
+  return f;
+}
+
+}  // namespace plx

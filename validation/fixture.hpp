@@ -1,0 +1,60 @@
+// validation/fixture.hpp — golden fixtures, schema v1 (docs/fixtures.md is the normative text).
+//
+// Charter: generate one case (inputs in the problem dtype, truth in an extended scalar,
+// saved intermediates, per-row diagnostics, the reference's own error, recommended
+// tolerances), write it as one HDF5 file (temp name + rename), and read it back with every
+// check a consumer needs: schema version, problem JSON, required datasets and shapes, and
+// the SHA-256 of every dataset. Layout: flat root (q, r, k, v, dO, lambda, out, out_lo, dq,
+// dq_lo, ...), groups saved/ and diag/. Nothing here runs a candidate (see check.hpp).
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "reference/inputs.hpp"
+#include "reference/problem.hpp"
+#include "validation/compare.hpp"
+
+namespace plx {
+
+constexpr int kFixtureSchemaVersion = 1;
+
+// Tensors a candidate may provide, in report order. dlambda only for solver probes.
+const std::vector<std::string>& checked_tensor_names();
+
+// Truth as hi + lo doubles (hi = round(x), lo = round(x - hi)), ~30 digits together.
+struct Truth {
+  Tensor<double> hi, lo;
+};
+
+struct FixtureData {
+  Problem p;
+  std::string scalar = "dd";                   // extended scalar of the truth: "dd" or "bf50"
+  Inputs in;                                   // exactly representable in p.dtype
+  std::map<std::string, Truth> truth;          // out (+ dq, dk, dv, dr, dlambda when a backward exists)
+  std::map<std::string, Truth> saved;          // m, lse, omega, zbar, Delta, d, probe, vbar
+  std::map<std::string, Tensor<double>> diag;  // per-row diagnostics [B, Hq, Lq]
+  nlohmann::json reference_error;              // measured (dd vs bf50) or a documented estimate
+  nlohmann::json tolerances;                   // tensor -> candidate dtype -> {baseline_ratio, rel_floor, abs_floor, why}
+  std::map<std::string, std::string> sha256;   // dataset path -> hex (filled by write/read)
+  nlohmann::json provenance;                   // generator, git_commit, created (read back only)
+};
+
+// Is a reference backward compiled in (reference/backward.hpp)?
+bool have_reference_backward();
+
+// Compute everything for one case. `scalar` is "dd" (default) or "bf50".
+FixtureData generate_fixture(const Problem& p, const std::string& scalar = "dd");
+
+// Write to `path` via a temporary name in the same directory and an atomic rename.
+// Returns dataset path -> SHA-256 (the same values stored as attributes).
+std::map<std::string, std::string> write_fixture(const FixtureData& f, const std::string& path);
+
+// Read and verify (schema, problem, datasets, shapes, checksums). Throws plx::Error.
+FixtureData read_fixture(const std::string& path);
+
+// The recommended tolerance for tensor `name` of a candidate in dtype `cand` (derivation in `why`).
+Tolerance recommended_tolerance(const Problem& p, const std::string& name, DType cand);
+Tolerance tolerance_from_json(const nlohmann::json& j);
+
+}  // namespace plx

@@ -1,0 +1,291 @@
+// validation/h5io.cpp — see h5io.hpp. Every HDF5 call goes through check() or a guard.
+#include "validation/h5io.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+namespace plx::h5 {
+namespace {
+
+std::recursive_mutex& lib_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+struct Lock {
+  std::lock_guard<std::recursive_mutex> g{lib_mutex()};
+  Lock() {
+    static bool silenced = [] {
+      H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // we report errors ourselves
+      return true;
+    }();
+    (void)silenced;
+  }
+};
+
+// HDF5's innermost (most specific) error message, from the current error stack.
+std::string last_hdf5_message() {
+  std::string msg;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned n, const H5E_error2_t* e, void* data) -> herr_t {
+        auto* s = static_cast<std::string*>(data);
+        if (n == 0 && e->desc) *s = e->desc;
+        return 0;
+      },
+      &msg);
+  H5Eclear2(H5E_DEFAULT);
+  return msg.empty() ? "unknown HDF5 error" : msg;
+}
+
+template <class R> R check(R r, const std::string& what) {
+  if (r < 0) throw Error("HDF5: " + what + " failed (" + last_hdf5_message() + ")");
+  return r;
+}
+
+std::string obj_name(hid_t loc) {
+  char buf[512];
+  ssize_t n = H5Iget_name(loc, buf, sizeof buf);
+  std::string s = n > 0 ? std::string(buf, std::min<std::size_t>(n, sizeof buf - 1)) : "?";
+  char fbuf[1024];
+  ssize_t fn = H5Fget_name(loc, fbuf, sizeof fbuf);
+  return (fn > 0 ? std::string(fbuf, std::min<std::size_t>(fn, sizeof fbuf - 1)) + ":" : "") + s;
+}
+
+hid_t file_type(Raw::Type t) {
+  return t == Raw::F64 ? H5T_IEEE_F64LE : t == Raw::F32 ? H5T_IEEE_F32LE : H5T_STD_U16LE;
+}
+hid_t mem_type(Raw::Type t) {
+  return t == Raw::F64 ? H5T_NATIVE_DOUBLE : t == Raw::F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT16;
+}
+std::size_t elem_size(Raw::Type t) { return t == Raw::F64 ? 8 : t == Raw::F32 ? 4 : 2; }
+
+Handle vlen_string_type() {
+  Handle t(check(H5Tcopy(H5T_C_S1), "H5Tcopy"), Handle::Datatype);
+  check(H5Tset_size(t, H5T_VARIABLE), "H5Tset_size");
+  check(H5Tset_cset(t, H5T_CSET_UTF8), "H5Tset_cset");
+  return t;
+}
+
+Handle open_attr(hid_t loc, const std::string& obj, const std::string& name) {
+  if (!H5Aexists_by_name(loc, obj.c_str(), name.c_str(), H5P_DEFAULT))
+    throw Error("HDF5: " + obj_name(loc) + " object '" + obj + "' has no attribute '" + name + "'");
+  return Handle(check(H5Aopen_by_name(loc, obj.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+                      "opening attribute '" + name + "' of '" + obj + "'"),
+                Handle::Attribute);
+}
+}  // namespace
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) close(), id_ = o.id_, kind_ = o.kind_, o.id_ = -1;
+  return *this;
+}
+void Handle::close() {
+  if (id_ < 0) return;
+  Lock l;
+  switch (kind_) {
+    case File: H5Fclose(id_); break;
+    case Group: H5Gclose(id_); break;
+    case Dataset: H5Dclose(id_); break;
+    case Attribute: H5Aclose(id_); break;
+    case Dataspace: H5Sclose(id_); break;
+    case Datatype: H5Tclose(id_); break;
+    case Plist: H5Pclose(id_); break;
+  }
+  H5Eclear2(H5E_DEFAULT);
+  id_ = -1;
+}
+
+std::size_t Raw::count() const {
+  std::size_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+Handle create_file(const std::string& path) {
+  Lock l;
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) throw Error("cannot create HDF5 file '" + path + "' (" + last_hdf5_message() + "): is the directory writable?");
+  return Handle(f, Handle::File);
+}
+
+Handle open_file(const std::string& path) {
+  Lock l;
+  FILE* probe = std::fopen(path.c_str(), "rb");
+  if (!probe) throw Error("cannot open '" + path + "': " + std::strerror(errno));
+  std::fclose(probe);
+  htri_t is = H5Fis_hdf5(path.c_str());
+  H5Eclear2(H5E_DEFAULT);
+  if (is <= 0) throw Error("'" + path + "' is not an HDF5 file (no HDF5 signature)");
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) throw Error("cannot open HDF5 file '" + path + "' (" + last_hdf5_message() + "): truncated or corrupt?");
+  return Handle(f, Handle::File);
+}
+
+Handle create_group(hid_t loc, const std::string& name) {
+  Lock l;
+  return Handle(check(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group " + name),
+                Handle::Group);
+}
+
+bool exists(hid_t loc, const std::string& path) {
+  Lock l;
+  std::string prefix;
+  std::size_t pos = 0;
+  while (true) {  // check every intermediate link, as H5Lexists requires
+    std::size_t next = path.find('/', pos);
+    prefix = path.substr(0, next);
+    htri_t e = H5Lexists(loc, prefix.c_str(), H5P_DEFAULT);
+    if (e <= 0) {
+      H5Eclear2(H5E_DEFAULT);
+      return false;
+    }
+    if (next == std::string::npos) return true;
+    pos = next + 1;
+  }
+}
+
+std::vector<std::string> list(hid_t loc, const std::string& group) {
+  Lock l;
+  std::vector<std::string> names;
+  check(H5Literate_by_name(
+            loc, group.c_str(), H5_INDEX_NAME, H5_ITER_INC, nullptr,
+            [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+              static_cast<std::vector<std::string>*>(data)->push_back(name);
+              return 0;
+            },
+            &names, H5P_DEFAULT),
+        "listing group '" + group + "'");
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>& shape, Raw::Type type,
+             const void* data) {
+  Lock l;
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "H5Screate_simple"), Handle::Dataspace);
+  Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), Handle::Plist);
+  check(H5Pset_obj_track_times(dcpl, false), "H5Pset_obj_track_times");  // bytes depend on data only
+  Handle ds(check(H5Dcreate2(loc, name.c_str(), file_type(type), space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+                  "creating dataset " + name),
+            Handle::Dataset);
+  check(H5Dwrite(ds, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "writing dataset " + name);
+  return ds;
+}
+
+Raw read(hid_t loc, const std::string& name) {
+  Lock l;
+  if (!exists(loc, name)) throw Error("HDF5: " + obj_name(loc) + " has no dataset '" + name + "'");
+  Handle ds(check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "opening dataset " + name), Handle::Dataset);
+  Handle space(check(H5Dget_space(ds), "H5Dget_space " + name), Handle::Dataspace);
+  int rank = check(H5Sget_simple_extent_ndims(space), "H5Sget_simple_extent_ndims " + name);
+  std::vector<hsize_t> dims(rank);
+  check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), "H5Sget_simple_extent_dims " + name);
+  Raw r;
+  r.name = name;
+  r.shape.assign(dims.begin(), dims.end());
+  Handle ft(check(H5Dget_type(ds), "H5Dget_type " + name), Handle::Datatype);
+  H5T_class_t cls = H5Tget_class(ft);
+  std::size_t sz = H5Tget_size(ft);
+  if (cls == H5T_FLOAT && sz == 8) r.type = Raw::F64, r.type_desc = "float64";
+  else if (cls == H5T_FLOAT && sz == 4) r.type = Raw::F32, r.type_desc = "float32";
+  else if (cls == H5T_FLOAT && sz == 2) r.type = Raw::Other, r.type_desc = "float16 (HDF5 native half)";
+  else if (cls == H5T_INTEGER && sz == 2 && H5Tget_sign(ft) == H5T_SGN_NONE) r.type = Raw::U16, r.type_desc = "uint16";
+  else if (cls == H5T_INTEGER) r.type = Raw::Other, r.type_desc = (H5Tget_sign(ft) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(8 * sz);
+  else if (cls == H5T_STRING) r.type = Raw::Other, r.type_desc = "string";
+  else r.type = Raw::Other, r.type_desc = "HDF5 class " + std::to_string(int(cls));
+  if (r.type == Raw::Other) return r;  // caller decides how to reject it (names type_desc)
+  r.bytes.resize(r.count() * elem_size(r.type));
+  check(H5Dread(ds, mem_type(r.type), H5S_ALL, H5S_ALL, H5P_DEFAULT, r.bytes.data()),
+        "reading dataset '" + name + "' of " + obj_name(loc) + " (truncated file?)");
+  return r;
+}
+
+void set_attr(hid_t obj, const std::string& name, const std::string& value) {
+  Lock l;
+  Handle t = vlen_string_type();
+  Handle space(check(H5Screate(H5S_SCALAR), "H5Screate"), Handle::Dataspace);
+  Handle a(check(H5Acreate2(obj, name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT), "creating attribute " + name),
+           Handle::Attribute);
+  const char* p = value.c_str();
+  check(H5Awrite(a, t, &p), "writing attribute " + name);
+}
+void set_attr(hid_t obj, const std::string& name, std::int64_t value) {
+  Lock l;
+  Handle space(check(H5Screate(H5S_SCALAR), "H5Screate"), Handle::Dataspace);
+  Handle a(check(H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT), "creating attribute " + name),
+           Handle::Attribute);
+  check(H5Awrite(a, H5T_NATIVE_INT64, &value), "writing attribute " + name);
+}
+void set_attr_u64(hid_t obj, const std::string& name, std::uint64_t value) {
+  Lock l;
+  Handle space(check(H5Screate(H5S_SCALAR), "H5Screate"), Handle::Dataspace);
+  Handle a(check(H5Acreate2(obj, name.c_str(), H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT), "creating attribute " + name),
+           Handle::Attribute);
+  check(H5Awrite(a, H5T_NATIVE_UINT64, &value), "writing attribute " + name);
+}
+
+bool has_attr(hid_t loc, const std::string& obj, const std::string& name) {
+  Lock l;
+  htri_t e = H5Aexists_by_name(loc, obj.c_str(), name.c_str(), H5P_DEFAULT);
+  if (e < 0) H5Eclear2(H5E_DEFAULT);
+  return e > 0;
+}
+
+std::string get_attr_string(hid_t loc, const std::string& obj, const std::string& name) {
+  Lock l;
+  Handle a = open_attr(loc, obj, name);
+  Handle ft(check(H5Aget_type(a), "H5Aget_type " + name), Handle::Datatype);
+  if (H5Tget_class(ft) != H5T_STRING) throw Error("HDF5: attribute '" + name + "' of '" + obj + "' is not a string");
+  Handle space(check(H5Aget_space(a), "H5Aget_space"), Handle::Dataspace);
+  if (H5Sget_simple_extent_npoints(space) != 1)
+    throw Error("HDF5: attribute '" + name + "' of '" + obj + "' is not a scalar string");
+  if (H5Tis_variable_str(ft) > 0) {
+    Handle t = vlen_string_type();
+    char* p = nullptr;
+    check(H5Aread(a, t, &p), "reading attribute " + name);
+    std::string s = p ? p : "";
+    if (p) H5free_memory(p);
+    return s;
+  }
+  std::size_t n = H5Tget_size(ft);
+  std::vector<char> buf(n + 1, 0);
+  check(H5Aread(a, ft, buf.data()), "reading attribute " + name);
+  return std::string(buf.data(), strnlen(buf.data(), n));
+}
+
+std::int64_t get_attr_int(hid_t loc, const std::string& obj, const std::string& name) {
+  Lock l;
+  Handle a = open_attr(loc, obj, name);
+  Handle ft(check(H5Aget_type(a), "H5Aget_type " + name), Handle::Datatype);
+  if (H5Tget_class(ft) != H5T_INTEGER) throw Error("HDF5: attribute '" + name + "' of '" + obj + "' is not an integer");
+  std::int64_t v = 0;
+  check(H5Aread(a, H5T_NATIVE_INT64, &v), "reading attribute " + name);
+  return v;
+}
+
+Tensor<double> to_tensor(const Raw& r, const std::string& format) {
+  Tensor<double> t(r.shape);
+  const std::size_t n = r.count();
+  if (r.type == Raw::F64) std::memcpy(t.data.data(), r.bytes.data(), n * 8);
+  else if (r.type == Raw::F32) {
+    std::vector<float> f(n);
+    std::memcpy(f.data(), r.bytes.data(), n * 4);
+    for (std::size_t i = 0; i < n; ++i) t.data[i] = f[i];
+  } else if (r.type == Raw::U16) {
+    std::vector<std::uint16_t> u(n);
+    std::memcpy(u.data(), r.bytes.data(), n * 2);
+    if (format == "bfloat16") for (std::size_t i = 0; i < n; ++i) t.data[i] = bf16_to_float(u[i]);
+    else if (format == "float16") for (std::size_t i = 0; i < n; ++i) t.data[i] = f16_to_float(u[i]);
+    else
+      throw Error("dataset '" + r.name + "' is uint16 but its 'format' attribute is '" + format +
+                  "' (expected 'bfloat16' or 'float16' bit patterns)");
+  } else {
+    throw Error("dataset '" + r.name + "' has unsupported type " + r.type_desc +
+                " (expected float64, float32, or uint16 bit patterns with a 'format' attribute)");
+  }
+  return t;
+}
+
+}  // namespace plx::h5

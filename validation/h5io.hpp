@@ -1,0 +1,72 @@
+// validation/h5io.hpp — the thin layer plx uses to read and write HDF5 (C API, 1.10).
+//
+// Charter: RAII handles, typed dataset/attribute helpers, and one error policy: HDF5's
+// own error-stack printing is silenced (H5Eset_auto) and every failed HDF5 call becomes a
+// plx::Error naming the file, the object and HDF5's innermost message. Datasets are
+// written contiguous and uncompressed, without object timestamps, so their bytes depend
+// only on the data. Calls are serialised by a process-wide mutex (the caller may be a
+// worker thread). No schema knowledge lives here (see fixture.hpp).
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "reference/dtype.hpp"
+#include "reference/tensor.hpp"
+
+namespace plx::h5 {
+
+// Owns an hid_t and closes it with the right H5*close.
+class Handle {
+ public:
+  enum Kind { File, Group, Dataset, Attribute, Dataspace, Datatype, Plist };
+  Handle() = default;
+  Handle(hid_t id, Kind k) : id_(id), kind_(k) {}
+  Handle(Handle&& o) noexcept : id_(o.id_), kind_(o.kind_) { o.id_ = -1; }
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { close(); }
+  hid_t id() const { return id_; }
+  operator hid_t() const { return id_; }
+  void close();
+
+ private:
+  hid_t id_ = -1;
+  Kind kind_ = File;
+};
+
+// A dataset as read: element storage type, shape, raw native bytes, string attributes.
+struct Raw {
+  std::string name;
+  std::vector<std::size_t> shape;
+  enum Type { F64, F32, U16, Other } type = Other;
+  std::string type_desc;         // e.g. "float64", "int32", "string"
+  std::vector<std::uint8_t> bytes;  // row-major, little-endian host order (x86)
+  std::size_t count() const;
+};
+
+Handle create_file(const std::string& path);  // truncates
+Handle open_file(const std::string& path);    // read-only; clear error if not HDF5
+Handle create_group(hid_t loc, const std::string& name);
+bool exists(hid_t loc, const std::string& path);  // link exists (intermediate groups checked)
+std::vector<std::string> list(hid_t loc, const std::string& group = ".");  // link names, sorted
+
+// Write a dataset; `type` is the storage type (F64, F32 or U16) and `data` its raw elements.
+Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>& shape, Raw::Type type,
+             const void* data);
+Raw read(hid_t loc, const std::string& name);
+
+void set_attr(hid_t obj, const std::string& name, const std::string& value);  // UTF-8 variable-length string
+void set_attr(hid_t obj, const std::string& name, std::int64_t value);
+void set_attr_u64(hid_t obj, const std::string& name, std::uint64_t value);
+bool has_attr(hid_t loc, const std::string& obj, const std::string& name);
+std::string get_attr_string(hid_t loc, const std::string& obj, const std::string& name);  // fixed or vlen
+std::int64_t get_attr_int(hid_t loc, const std::string& obj, const std::string& name);
+
+// Convert a raw dataset to doubles; bf16/fp16 bit patterns need `format` ("bfloat16"/"float16").
+Tensor<double> to_tensor(const Raw& r, const std::string& format = "");
+
+}  // namespace plx::h5

@@ -1,0 +1,193 @@
+// validation/suite.cpp — see suite.hpp.
+#include "validation/suite.hpp"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <map>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "validation/fixture.hpp"
+#include "validation/problem_json.hpp"
+
+namespace plx {
+using nlohmann::json;
+
+namespace {
+json merge(json base, const json& over) {
+  for (auto it = over.begin(); it != over.end(); ++it) {
+    if (it.value().is_object() && base.contains(it.key()) && base[it.key()].is_object())
+      base[it.key()] = merge(base[it.key()], it.value());
+    else
+      base[it.key()] = it.value();
+  }
+  return base;
+}
+bool good_name(const std::string& s) {
+  if (s.empty() || s[0] == '.') return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  return true;
+}
+}  // namespace
+
+Suite parse_suite(const json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("cases") || !j["cases"].is_array())
+    throw Error(where + ": expected an object with a 'cases' array");
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "name" && it.key() != "scalar" && it.key() != "defaults" && it.key() != "cases" && it.key() != "comment")
+      throw Error(where + ": unknown key '" + it.key() + "' (name, scalar, defaults, cases, comment)");
+  Suite s;
+  s.name = j.value("name", std::string("suite"));
+  const std::string scalar = j.value("scalar", std::string("dd"));
+  const json defaults = j.value("defaults", json::object());
+  std::set<std::string> files;
+  for (std::size_t i = 0; i < j["cases"].size(); ++i) {
+    const json& c = j["cases"][i];
+    const std::string cw = where + ", case " + std::to_string(i);
+    if (!c.is_object() || !c.contains("problem")) throw Error(cw + ": expected {\"problem\": {...}, \"scalar\"?}");
+    for (auto it = c.begin(); it != c.end(); ++it)
+      if (it.key() != "problem" && it.key() != "scalar" && it.key() != "comment")
+        throw Error(cw + ": unknown key '" + it.key() + "' (problem, scalar, comment)");
+    SuiteCase sc;
+    try {
+      sc.problem = problem_from_json(merge(defaults, c["problem"]));
+    } catch (const Error& e) {
+      throw Error(cw + ": " + e.what());
+    }
+    sc.scalar = c.value("scalar", scalar);
+    if (sc.scalar != "dd" && sc.scalar != "bf50") throw Error(cw + ": scalar must be dd or bf50, got '" + sc.scalar + "'");
+    if (!good_name(sc.problem.name)) throw Error(cw + ": problem name '" + sc.problem.name + "' is not a safe file name");
+    sc.file = sc.problem.name + ".h5";
+    if (!files.insert(sc.file).second) throw Error(cw + ": duplicate case name '" + sc.problem.name + "'");
+    s.cases.push_back(std::move(sc));
+  }
+  return s;
+}
+
+Suite load_suite(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw Error("cannot read suite '" + path + "'");
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const json::exception& e) {
+    throw Error("suite '" + path + "' is not valid JSON: " + e.what());
+  }
+  return parse_suite(j, "suite '" + path + "'");
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  namespace fs = std::filesystem;
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream o(tmp, std::ios::binary);
+    if (!o) throw Error("cannot write '" + tmp + "': is the directory writable?");
+    o << text;
+    if (!o.flush()) throw Error("cannot write '" + tmp + "'");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw Error("cannot rename '" + tmp + "' to '" + path + "'");
+  }
+}
+
+json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!fs::is_directory(dir)) throw Error("cannot create output directory '" + dir + "'" + (ec ? ": " + ec.message() : ""));
+  {  // fail early and clearly on an unwritable directory
+    const std::string probe = (fs::path(dir) / (".plx_write_test." + std::to_string(::getpid()))).string();
+    std::ofstream o(probe);
+    if (!o) throw Error("output directory '" + dir + "' is not writable");
+    o.close();
+    fs::remove(probe, ec);
+  }
+  const int n = int(s.cases.size());
+  // Largest cases first so the parallel loop balances.
+  std::vector<int> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  auto work = [&](int i) {
+    const Problem& p = s.cases[i].problem;
+    return double(p.B) * p.Hq * p.Lq * p.Lkv * (p.D + p.Dv) * (s.cases[i].scalar == "bf50" ? 30 : 1);
+  };
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return work(a) > work(b); });
+  std::vector<std::map<std::string, std::string>> hashes(n);
+  std::vector<std::exception_ptr> errs(n);
+  std::atomic<int> done{0};
+  const int jobs = opt.jobs > 0 ? opt.jobs : omp_get_max_threads();
+  omp_set_max_active_levels(1);  // a case's own OpenMP loop runs serially inside a multi-thread team
+  const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
+  for (int k = 0; k < n; ++k) {
+    const int i = order[k];
+    const auto c0 = std::chrono::steady_clock::now();
+    try {
+      FixtureData f = generate_fixture(s.cases[i].problem, s.cases[i].scalar);
+      hashes[i] = write_fixture(f, (fs::path(dir) / s.cases[i].file).string());
+    } catch (const std::exception& e) {
+      errs[i] = std::make_exception_ptr(Error("case '" + s.cases[i].problem.name + "': " + e.what()));
+    }
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    const int d = ++done;
+    if (opt.progress) {
+#pragma omp critical(plx_progress)
+      std::fprintf(stderr, "plx gen: [%d/%d] %-32s %6.2f s%s\n", d, n, s.cases[i].file.c_str(), sec,
+                   errs[i] ? "  FAILED" : "");
+    }
+  }
+  for (auto& e : errs)
+    if (e) std::rethrow_exception(e);
+  json m;
+  m["schema_version"] = kFixtureSchemaVersion;
+  m["suite"] = s.name;
+  m["files"] = json::object();
+  for (int i = 0; i < n; ++i)
+    m["files"][s.cases[i].file] = {{"problem", problem_to_json(s.cases[i].problem)},
+                                   {"scalar", s.cases[i].scalar},
+                                   {"datasets", hashes[i]}};
+  write_file_atomic((fs::path(dir) / "manifest.json").string(), m.dump(1) + "\n");
+  if (opt.progress)
+    std::fprintf(stderr, "plx gen: %d fixtures in %s (%.1f s, %d jobs)\n", n, dir.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), jobs);
+  return m;
+}
+
+std::vector<std::string> diff_manifests(const json& want, const json& got) {
+  std::vector<std::string> d;
+  const json& wf = want.at("files");
+  const json& gf = got.at("files");
+  for (auto it = wf.begin(); it != wf.end(); ++it) {
+    if (!gf.contains(it.key())) {
+      d.push_back(it.key() + ": missing");
+      continue;
+    }
+    const json& a = it.value();
+    const json& b = gf[it.key()];
+    if (a.at("problem") != b.at("problem")) d.push_back(it.key() + ": problem JSON differs");
+    const json& ad = a.at("datasets");
+    const json& bd = b.at("datasets");
+    for (auto ds = ad.begin(); ds != ad.end(); ++ds) {
+      if (!bd.contains(ds.key())) d.push_back(it.key() + ": dataset " + ds.key() + " missing");
+      else if (bd[ds.key()] != ds.value()) d.push_back(it.key() + ": dataset " + ds.key() + " differs");
+    }
+    for (auto ds = bd.begin(); ds != bd.end(); ++ds)
+      if (!ad.contains(ds.key())) d.push_back(it.key() + ": extra dataset " + ds.key());
+  }
+  for (auto it = gf.begin(); it != gf.end(); ++it)
+    if (!wf.contains(it.key())) d.push_back(it.key() + ": extra file");
+  return d;
+}
+
+}  // namespace plx

@@ -1,0 +1,46 @@
+// validation/suite.hpp — suites of fixture cases and `plx gen`.
+//
+// Charter: a suite is a JSON file {"name", "scalar"?, "defaults"?, "cases": [{"problem": {...},
+// "scalar"?}]}; each case's problem is `defaults` overlaid by its own fields (objects merged
+// key by key) and parsed strictly (problem_json.hpp). gen_suite() writes one fixture per case
+// (file = problem name + ".h5"), in parallel over cases with OpenMP (the reference inside a
+// case runs serially then; with jobs = 1 it runs in parallel itself), and a manifest.json
+// mapping every file to its problem and the SHA-256 of each dataset. Output bytes of every
+// dataset are independent of `jobs`. Progress goes to stderr.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "reference/problem.hpp"
+
+namespace plx {
+
+struct SuiteCase {
+  Problem problem;
+  std::string scalar = "dd";
+  std::string file;  // problem.name + ".h5"
+};
+struct Suite {
+  std::string name;
+  std::vector<SuiteCase> cases;
+};
+
+Suite load_suite(const std::string& path);
+Suite parse_suite(const nlohmann::json& j, const std::string& where = "suite");
+
+struct GenOptions {
+  int jobs = 0;              // 0 = all OpenMP threads
+  bool progress = true;      // one line per case on stderr
+};
+// Generate every case into `dir` (created if missing). Returns the manifest (also written
+// to dir/manifest.json). Throws plx::Error naming the case on failure.
+nlohmann::json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt = {});
+
+// Compare two manifests dataset by dataset; returns human-readable differences (empty = same).
+std::vector<std::string> diff_manifests(const nlohmann::json& want, const nlohmann::json& got);
+
+// Write text to `path` via a temporary file and rename (throws plx::Error).
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace plx
