@@ -4,6 +4,11 @@
 // Byte order is big-endian by definition, independent of the host.
 #include "validation/sha256.hpp"
 
+#include <cpuid.h>
+#include <immintrin.h>
+
+#include <cstdlib>
+
 #include <algorithm>
 #include <cstring>
 
@@ -27,7 +32,59 @@ Sha256::Sha256() {
   std::memcpy(h_, init, sizeof h_);
 }
 
+namespace {
+// SHA-256 compression with the x86 SHA extensions (same function, ~5x faster). Chosen at
+// run time when CPUID says the CPU has them; verified by the same known-answer tests.
+__attribute__((target("sha,sse4.1,ssse3"))) void block_shani(std::uint32_t state[8], const std::uint8_t* data,
+                                                              const std::uint32_t* k) {
+  const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&state[0]));
+  __m128i s1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&state[4]));
+  tmp = _mm_shuffle_epi32(tmp, 0xB1);        // CDAB
+  s1 = _mm_shuffle_epi32(s1, 0x1B);          // EFGH
+  __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);  // ABEF
+  s1 = _mm_blend_epi16(s1, tmp, 0xF0);       // CDGH
+  const __m128i abef = s0, cdgh = s1;
+  __m128i w[4];
+  for (int i = 0; i < 16; ++i) {
+    __m128i wi;
+    if (i < 4) {
+      wi = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data + 16 * i)), mask);
+    } else {  // W[t] = sigma1(W[t-2]) + W[t-7] + sigma0(W[t-15]) + W[t-16], four at a time
+      __m128i x = _mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]);
+      x = _mm_add_epi32(x, _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4));
+      wi = _mm_sha256msg2_epu32(x, w[(i + 3) & 3]);
+    }
+    w[i & 3] = wi;
+    __m128i msg = _mm_add_epi32(wi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 4 * i)));
+    s1 = _mm_sha256rnds2_epu32(s1, s0, msg);
+    msg = _mm_shuffle_epi32(msg, 0x0E);
+    s0 = _mm_sha256rnds2_epu32(s0, s1, msg);
+  }
+  s0 = _mm_add_epi32(s0, abef);
+  s1 = _mm_add_epi32(s1, cdgh);
+  tmp = _mm_shuffle_epi32(s0, 0x1B);       // FEBA
+  s1 = _mm_shuffle_epi32(s1, 0xB1);        // DCHG
+  s0 = _mm_blend_epi16(tmp, s1, 0xF0);     // DCBA
+  s1 = _mm_alignr_epi8(s1, tmp, 8);        // HGFE
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&state[0]), s0);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&state[4]), s1);
+}
+bool cpu_has_sha() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool sha = (b >> 29) & 1u;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return sha && ((c >> 19) & 1u) && ((c >> 9) & 1u);  // SSE4.1, SSSE3
+}
+const bool kHaveSha = std::getenv("PLX_SHA256_PORTABLE") == nullptr && cpu_has_sha();
+}  // namespace
+
 void Sha256::block(const std::uint8_t* p) {
+  if (kHaveSha) {
+    block_shani(h_, p, K);
+    return;
+  }
   std::uint32_t w[64];
   for (int t = 0; t < 16; ++t)
     w[t] = std::uint32_t(p[4 * t]) << 24 | std::uint32_t(p[4 * t + 1]) << 16 | std::uint32_t(p[4 * t + 2]) << 8 |
