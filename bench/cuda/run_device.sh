@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # bench/cuda/run_device.sh — ONE device call: GPU tests, compute-sanitizer, benchmarks
 # (ours and the torch cuDNN / FlashAttention-2 baselines in the same run). Results in $OUT.
-# Expects the binaries and their non-system shared libraries in build-cuda/devbin
+# Expects the binaries and their non-system shared libraries in build-cuda/devbin (or $PLX_DEVBIN)
 # (bench/cuda/stage_devbin.sh makes it here). Usage on the device (docs/gpu.md):
 #   bash bench/cuda/run_device.sh [tests|sanitize|bench|all]...
 set -u
 OUT=${OUT:-/tmp/plx_out}
 mkdir -p "$OUT"
-BIN=build-cuda/devbin
+BIN=${PLX_DEVBIN:-build-cuda/devbin}   # another build's staged folder: PLX_DEVBIN=build-x/devbin
 export LD_LIBRARY_PATH=$PWD/$BIN/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export PLX_SOURCE_DIR=$PWD
 what=${*:-all}

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # bench/cuda/stage_devbin.sh — copy the test and benchmark binaries, and the shared libraries
-# they need that the device image may lack, into build-cuda/devbin (carried to the device).
+# they need that the device image may lack, into <build>/devbin (carried to the device).
+# usage: bench/cuda/stage_devbin.sh [build-dir]   (default build-cuda; every kernels_test_*
+# and bench_* executable of that build's tests/kernels and bench/cuda is staged)
 set -eu
 cd "$(dirname "$0")/../.."
-D=build-cuda/devbin
+BUILD=${1:-build-cuda}
+D=$BUILD/devbin
 rm -rf $D && mkdir -p $D/lib
-for b in tests/kernels/kernels_test_cuda_api tests/kernels/kernels_test_parallax_gpu \
-         bench/cuda/bench_parallax_decode bench/cuda/bench_parallax_forward; do
-  [ -f build-cuda/$b ] && cp build-cuda/$b $D/ && strip $D/$(basename $b) || echo "missing $b"
+for b in $BUILD/tests/kernels/kernels_test_* $BUILD/bench/cuda/bench_*; do
+  [ -f "$b" ] && [ -x "$b" ] || continue
+  cp "$b" $D/ && strip $D/$(basename "$b")
 done
 # Non-libc, non-CUDA-driver libraries (gtest, qd, mpfr, gmp, hdf5, gomp, quadmath, ...).
 for f in $D/*; do [ -f "$f" ] && ldd "$f"; done | awk '/=> \//{print $3}' | sort -u |
