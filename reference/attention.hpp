@@ -65,12 +65,14 @@ namespace detail {
 constexpr int kKeyTile = 64;
 
 // W (r x n) * X (n x c) with the n-sum done in exact-product tiles of kKeyTile whose
-// partial results are combined with TwoSum (error-free) compensation. For dd the whole
-// product is compensated (reference/dd_kernels.hpp).
+// partial results are combined with TwoSum (error-free) compensation. For dd and qd4 the
+// whole product is compensated (reference/dd_kernels.hpp).
 template <class T, class DW, class DX>
 Mat<T> comp_product(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DX>& X) {
   if constexpr (std::is_same_v<T, dd>) {
     return dd_product_nt(W, X.transpose());
+  } else if constexpr (std::is_same_v<T, qd4>) {
+    return qd_product_nt(W, X.transpose());
   } else {
     const Eigen::Index r = W.rows(), c = X.cols(), n = W.cols();
     Mat<T> sum = Mat<T>::Zero(r, c), comp = Mat<T>::Zero(r, c), part(r, c);
@@ -92,10 +94,11 @@ Mat<T> comp_product(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DX>&
 }
 
 // A (m x k) * B (n x k)^T: plain Eigen product (dot products over D are not compensated,
-// their error is k u sum|a b|), except for dd where it is compensated and vectorised.
+// their error is k u sum|a b|), except for dd and qd4 where it is compensated and vectorised.
 template <class T, class DA, class DB>
 Mat<T> product_nt(const Eigen::MatrixBase<DA>& A, const Eigen::MatrixBase<DB>& B) {
   if constexpr (std::is_same_v<T, dd>) return dd_product_nt(A, B);
+  else if constexpr (std::is_same_v<T, qd4>) return qd_product_nt(A, B);
   else return A * B.transpose();
 }
 

@@ -1,7 +1,7 @@
 // reference/scalar.hpp — the scalar types the reference is instantiated on.
 //
 // Charter: names every supported scalar (double, long double, dd_real, float128,
-// cpp_bin_float_50/100, MPFR at run-time precision), gives each a uniform set of
+// libqd's quad-double qd_real, cpp_bin_float_50/100, MPFR at run-time precision), gives each a uniform set of
 // traits (name, unit roundoff, conversion to/from double, per-thread set-up) and
 // the Eigen glue that libqd's dd_real lacks. It also holds Neumaier's compensated
 // sum, which every sum over keys in the reference uses. No algorithm lives here.
@@ -15,6 +15,7 @@
 #include <string>
 
 #include <qd/dd_real.h>
+#include <qd/qd_real.h>
 
 #include <boost/multiprecision/cpp_bin_float.hpp>
 #include <boost/multiprecision/float128.hpp>
@@ -43,16 +44,41 @@ struct NumTraits<dd_real> : GenericNumTraits<dd_real> {
 };
 }  // namespace Eigen
 
+// The same glue for libqd's quad-double (four doubles, u = 2^-209 ~ 1.2e-63 for + and *:
+// the fast 50-digit tier; its exp/log are accurate to ~2^-200).
+namespace Eigen {
+template <>
+struct NumTraits<qd_real> : GenericNumTraits<qd_real> {
+  typedef qd_real Real;
+  typedef qd_real NonInteger;
+  typedef qd_real Nested;
+  enum {
+    IsComplex = 0, IsInteger = 0, IsSigned = 1, RequireInitialization = 1,
+    ReadCost = 4, AddCost = 60, MulCost = 100
+  };
+  static inline Real epsilon() { return qd_real(qd_real::_eps); }
+  static inline Real dummy_precision() { return qd_real(1e-60); }
+  static inline Real highest() { return qd_real::_max; }
+  static inline Real lowest() { return -qd_real::_max; }
+  static inline int digits10() { return 62; }
+};
+}  // namespace Eigen
+
 // Functions Eigen's generic code looks up by ADL that libqd does not spell.
 inline dd_real abs2(const dd_real& a) { return sqr(a); }
 inline dd_real conj(const dd_real& a) { return a; }
 inline dd_real real(const dd_real& a) { return a; }
 inline dd_real imag(const dd_real&) { return dd_real(0.0); }
+inline qd_real abs2(const qd_real& a) { return sqr(a); }
+inline qd_real conj(const qd_real& a) { return a; }
+inline qd_real real(const qd_real& a) { return a; }
+inline qd_real imag(const qd_real&) { return qd_real(0.0); }
 
 namespace plx {
 
 namespace mp = boost::multiprecision;
 using dd = dd_real;
+using qd4 = qd_real;  // quad-double (not `qd`: libqd owns a namespace qd)
 using f128 = mp::float128;
 using bf50 = mp::number<mp::cpp_bin_float<50>, mp::et_off>;
 using bf100 = mp::number<mp::cpp_bin_float<100>, mp::et_off>;
@@ -87,6 +113,13 @@ template <> struct ScalarTraits<dd> {
   static double eps() { return 0x1p-104; }  // libqd: ~2^-104 for + and *; exp/log ~2^-100
   static double to_double(const dd& x) { return x.x[0]; }
   static dd from_double(double x) { return dd(x); }
+  static void thread_setup() {}
+};
+template <> struct ScalarTraits<qd4> {
+  static std::string name() { return "qd"; }
+  static double eps() { return 0x1p-209; }  // libqd: ~2^-209 for + and * (sloppy add: relative to max operand); exp/log ~2^-200
+  static double to_double(const qd4& x) { return x.x[0]; }
+  static qd4 from_double(double x) { return qd4(x); }
   static void thread_setup() {}
 };
 template <> struct ScalarTraits<f128> {
@@ -160,5 +193,6 @@ template <class T> bool is_finite(const T& x) {
   return isfinite(x);
 }
 inline bool is_finite(const dd& x) { return x.isfinite() && !x.isnan(); }
+inline bool is_finite(const qd4& x) { return x.isfinite() && !x.isnan(); }
 
 }  // namespace plx

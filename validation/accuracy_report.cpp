@@ -25,6 +25,7 @@ namespace {
 bf100 to_bf100(double x) { return bf100(x); }
 bf100 to_bf100(long double x) { return bf100(x); }
 bf100 to_bf100(const dd& x) { return bf100(x.x[0]) + bf100(x.x[1]); }  // exact: hi + lo
+bf100 to_bf100(const qd4& x) { return ((bf100(x.x[0]) + bf100(x.x[1])) + bf100(x.x[2])) + bf100(x.x[3]); }  // error < 2^-330 relative: far below qd's own
 bf100 to_bf100(const f128& x) { return bf100(x.str(40, std::ios::scientific)); }  // 40 > 36 digits: exact round trip
 
 template <class T> double seconds_of(const std::function<void()>& f) {
@@ -87,8 +88,8 @@ int main(int argc, char** argv) {
     std::printf("seed 1, lambda 0.1, delta_eps 1e-12 (lla, learned_query), dtype float64 inputs. Digits = -log10 of\n");
     std::printf("the normwise relative error of `out` vs the bf100 (100-digit) run; time = one forward, ms\n(best of 3; bf100: one run), one thread.\n");
     std::printf("hazard = max over rows of zbar/sigma_z (learned probes) or cond(Sigma/omega) (solvers), from bf100.\n\n");
-    std::printf("| member | inputs | hazard | double | long double | dd | float128 | t double | t ld | t dd | t f128 | t bf100 |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| member | inputs | hazard | double | long double | dd | float128 | qd | t double | t ld | t dd | t f128 | t qd | t bf100 |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double total = 0;
     for (const char* m : members)
       for (InputGen g : gens) {
@@ -106,12 +107,14 @@ int main(int argc, char** argv) {
         double hazard = 0;
         for (double x : hz.data) hazard = std::max(hazard, x);
         const Cell cd = measure<double>(p, in, truth.out), cl = measure<long double>(p, in, truth.out),
-                   cq = measure<dd>(p, in, truth.out), cf = measure<f128>(p, in, truth.out);
-        total += t100 + cd.seconds + cl.seconds + cq.seconds + cf.seconds;
-        std::printf("| %s | %s | %.3g | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m, to_string(g).c_str(),
+                   cq = measure<dd>(p, in, truth.out), cf = measure<f128>(p, in, truth.out),
+                   c4 = measure<qd4>(p, in, truth.out);
+        total += t100 + cd.seconds + cl.seconds + cq.seconds + cf.seconds + c4.seconds;
+        std::printf("| %s | %s | %.3g | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m, to_string(g).c_str(),
                     p.probe == Probe::None ? 0.0 : hazard, fmt_digits(cd.digits).c_str(), fmt_digits(cl.digits).c_str(),
-                    fmt_digits(cq.digits).c_str(), fmt_digits(cf.digits).c_str(), fmt_ms(cd.seconds).c_str(),
-                    fmt_ms(cl.seconds).c_str(), fmt_ms(cq.seconds).c_str(), fmt_ms(cf.seconds).c_str(), fmt_ms(t100).c_str());
+                    fmt_digits(cq.digits).c_str(), fmt_digits(cf.digits).c_str(), fmt_digits(c4.digits).c_str(),
+                    fmt_ms(cd.seconds).c_str(), fmt_ms(cl.seconds).c_str(), fmt_ms(cq.seconds).c_str(),
+                    fmt_ms(cf.seconds).c_str(), fmt_ms(c4.seconds).c_str(), fmt_ms(t100).c_str());
       }
     std::printf("\nTotal reference time: %.1f s.\n", total);
   } catch (const plx::Error& e) {
