@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/kernels_internal.hpp"
+#include "kernels/lla_api.hpp"
 
 namespace plx::cuda {
 
@@ -75,7 +76,7 @@ bool supports(const Problem& p, std::string* why_not) {
     if (why_not) *why_not = w;
     return false;
   };
-  if (p.probe == Probe::Solver) return no("LLA (solver probe) has no CUDA kernel yet");
+  if (p.probe == Probe::Solver) return lla_supports(p, why_not);  // kernels/lla_api.hpp
   if (p.probe == Probe::Learned && p.anchor != Anchor::KeyMean)
     return no("learned probe with the query anchor has no CUDA kernel");
   if (p.dtype != DType::BF16 && p.dtype != DType::F16) return no("dtype " + to_string(p.dtype) + " (kernels take bfloat16 or float16)");
@@ -174,6 +175,7 @@ int decode_smem_bytes(const AttnParams& p) { return detail::decode_smem(p.D, p.H
 
 CandidateResult forward(const Problem& pr, const Inputs& in) {
   validate(pr);
+  if (pr.probe == Probe::Solver) return lla_forward(pr, in);  // LLA: kernels/lla.cu
   std::string why;
   if (!supports(pr, &why)) throw Error("cuda::forward: unsupported problem: " + why);
   if (!available(&why)) throw Error("cuda::forward: no usable device: " + why);

@@ -3,7 +3,7 @@
 # (ours and the torch cuDNN / FlashAttention-2 baselines in the same run). Results in $OUT.
 # Expects the binaries and their non-system shared libraries in build-cuda/devbin (or $PLX_DEVBIN)
 # (bench/cuda/stage_devbin.sh makes it here). Usage on the device (docs/gpu.md):
-#   bash bench/cuda/run_device.sh [tests|sanitize|bench|all]...
+#   bash bench/cuda/run_device.sh [tests|sanitize|bench|bwd|all|lla]...   (lla only when named: <= 190 s)
 set -u
 OUT=${OUT:-/tmp/plx_out}
 mkdir -p "$OUT"
@@ -34,4 +34,36 @@ if has bench; then
   timeout 240 $BIN/bench_parallax_decode 2>&1 | tee "$OUT/bench_decode.jsonl" | tail -40
   timeout 90 $BIN/bench_parallax_forward 2>&1 | tee "$OUT/bench_forward.jsonl"
   PYTHONUNBUFFERED=1 timeout 240 python3 bench/cuda/torch_baselines.py 2>&1 | tee "$OUT/bench_torch.jsonl" | tail -40
+fi
+if has bwd; then  # backward (issue 6 item 3): tests, sanitizer on a small case, bench + torch fwd+bwd baselines
+  echo "== backward tests"; timeout 90 $BIN/kernels_test_backward_gpu 2>&1 | tee "$OUT/bwd_tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAIL|Expected|seed=|no CUDA|^ *(dq|dk|dv|dr|t|b) " | tail -40
+  for tool in racecheck memcheck; do
+    echo "== compute-sanitizer $tool (backward)"
+    timeout 35 compute-sanitizer --tool $tool --error-exitcode 9 $BIN/kernels_test_backward_gpu \
+      --gtest_filter='CudaBackwardSmall.*' > "$OUT/bwd_sanitize_$tool.log" 2>&1
+    echo "rc=$?"; tail -3 "$OUT/bwd_sanitize_$tool.log"
+  done
+  echo "== backward benchmarks"
+  timeout 45 $BIN/bench_parallax_backward 2>&1 | tee "$OUT/bench_bwd.jsonl"
+  PYTHONUNBUFFERED=1 timeout 60 python3 bench/cuda/torch_baselines.py --bwd 2>&1 | tee "$OUT/bench_torch_bwd.jsonl" | tail -10
+  for seed in 7 99; do  # other seeds last (the timed numbers above matter more if time runs out)
+    echo "== backward tests PLX_SEED=$seed"; PLX_SEED=$seed timeout 60 $BIN/kernels_test_backward_gpu 2>&1 | tee -a "$OUT/bwd_tests.log" | grep -E "^\[  (PASSED|FAILED)|FAIL$|seed=" | tail -12
+  done
+fi
+if [[ " $what " == *" lla "* ]]; then  # LLA (issue 6 items 1, 4): tests, sanitizer on the small case, decode bench
+  echo "== LLA tests (host checks + GPU vs reference)"
+  RC_PARAMS="max_success=${PLX_RC_CASES:-60}" timeout 60 $BIN/kernels_test_lla_gpu 2>&1 | tee "$OUT/lla_tests.log" |
+    grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAIL|Expected|seed=|split invariance|CG iterations|no CUDA|OK, passed|Falsifiable|worst per-row" | tail -60
+  for seed in 7 99; do  # other seeds: the 2x rule must not hold by the luck of one seed
+    echo "== LLA tests PLX_SEED=$seed"; PLX_SEED=$seed RC_PARAMS="max_success=30" timeout 30 $BIN/kernels_test_lla_gpu 2>&1 |
+      tee -a "$OUT/lla_tests.log" | grep -E "^\[  (PASSED|FAILED)|FAIL$|worst per-row" | tail -12
+  done
+  for tool in memcheck racecheck; do
+    echo "== compute-sanitizer $tool (LLA)"
+    timeout 25 compute-sanitizer --tool $tool --error-exitcode 9 $BIN/kernels_test_lla_gpu \
+      --gtest_filter='LlaGpuDeterminism.*' > "$OUT/lla_sanitize_$tool.log" 2>&1
+    echo "rc=$?"; tail -3 "$OUT/lla_sanitize_$tool.log"
+  done
+  echo "== LLA decode bench"
+  timeout 40 $BIN/bench_lla 2>&1 | tee "$OUT/bench_lla.jsonl"
 fi

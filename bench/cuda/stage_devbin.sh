@@ -17,3 +17,7 @@ for f in $D/*; do [ -f "$f" ] && ldd "$f"; done | awk '/=> \//{print $3}' | sort
   grep -vE 'libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|ld-linux|libcuda\.so|libstdc\+\+|libgcc_s' |
   while read -r l; do cp -L "$l" $D/lib/; done
 du -sh $D
+# Every test/bench binary embeds all kernels (~15 MB each): past the 64 MiB carry limit, carry
+# the xz archive instead and unpack it on the device (docs/gpu.md, "One device call").
+tar -C $BUILD -cf - devbin | xz -6 -T2 > $BUILD/devbin.tar.xz
+ls -la $BUILD/devbin.tar.xz

@@ -168,8 +168,10 @@ TEST(CudaApiSupports, Problems) {
     EXPECT_TRUE(supports(p, &why)) << m << ": " << why;
   }
   set_member(p, "lla");
+  p.solver.block = 32;  // LLA routes to kernels/lla.cu (test_lla_gpu.cpp); its block-diagonal variant has no kernel
   EXPECT_FALSE(supports(p, &why));
   EXPECT_NE(why.find("LLA"), std::string::npos) << why;
+  p.solver.block = 0;
   set_member(p, "learned_query");
   EXPECT_FALSE(supports(p, &why));
   set_member(p, "parallax");

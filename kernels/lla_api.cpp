@@ -1,0 +1,262 @@
+// kernels/lla_api.cpp — host side of the LLA CUDA kernels: validation, upload, launch, download.
+//
+// Charter: check_lla_params() rejects every launch the kernels cannot take before any CUDA call
+// (unsupported D/Dv or dtype, misaligned pointers or strides, a non-contiguous feature axis,
+// L = 0, grids over the hardware limits, bad lambda / delta_eps / CG tolerances, a missing
+// workspace); lla_forward() runs a Problem + Inputs (already exact in the problem's dtype),
+// poisons every output and the workspace with 0xFF bytes (NaN / -1) first, checks every CUDA
+// call and widens the results to double. Compiled by the host compiler (kernels are in lla.cu).
+#include "kernels/lla_api.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <vector>
+
+#include "kernels/cuda_api.hpp"
+#include "reference/inputs.hpp"
+#include "reference/problem.hpp"
+#include "validation/candidate_result.hpp"
+
+namespace plx::cuda {
+
+namespace {
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+std::string str(long long x) { return std::to_string(x); }
+
+struct Buf {  // device buffer owner
+  void* p = nullptr;
+  std::size_t bytes = 0;
+  Buf() = default;
+  explicit Buf(std::size_t n) { alloc(n); }
+  void alloc(std::size_t n) {
+    bytes = n;
+    if (n) check_cuda(cudaMalloc(&p, n), "cudaMalloc");
+  }
+  void poison() {
+    if (p) check_cuda(cudaMemset(p, 0xFF, bytes), "cudaMemset (poison)");
+  }
+  ~Buf() {
+    if (p) cudaFree(p);
+  }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+};
+
+}  // namespace
+
+void check_lla_params(const LlaParams& p, Op op) {
+  auto need = [](bool ok, const std::string& field, const std::string& why) {
+    if (!ok) throw Error("lla params '" + field + "': " + why);
+  };
+  need(p.dtype == ElemType::BF16 || p.dtype == ElemType::F16, "dtype", "must be bf16 or fp16");
+  need(p.D == 64 || p.D == 128, "D", "unsupported head dim " + str(p.D) + " (supported: 64, 128)");
+  need(p.Dv == p.D, "Dv", "must equal D (got D=" + str(p.D) + ", Dv=" + str(p.Dv) + ")");
+  need(p.B >= 1, "B", "must be >= 1, got " + str(p.B));
+  need(p.Hq >= 1 && p.Hkv >= 1, "Hq/Hkv", "must be >= 1");
+  need(p.Hq % p.Hkv == 0, "Hq", "must be a multiple of Hkv, got Hq=" + str(p.Hq) + ", Hkv=" + str(p.Hkv));
+  need(p.Lq >= 1, "Lq", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lq));
+  need(p.Lkv >= 1, "Lkv", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lkv));
+  need(std::isfinite(p.scale) && p.scale > 0, "scale", "must be finite and > 0");
+  need(p.window >= -1, "window", "must be -1 (off) or >= 0");
+  need(p.anchor == LlaAnchor::KeyMean || p.anchor == LlaAnchor::Query, "anchor", "must be KeyMean or Query");
+  need(p.solver == LlaSolver::Direct || p.solver == LlaSolver::CG || p.solver == LlaSolver::JacobiCG, "solver",
+       "must be Direct, CG or JacobiCG");
+  need(p.lambda != nullptr || (std::isfinite(p.lambda_scalar) && p.lambda_scalar >= 0), "lambda",
+       "must be finite and >= 0, got " + std::to_string(p.lambda_scalar));
+  need(std::isfinite(p.delta_eps) && p.delta_eps >= 0, "delta_eps", "must be finite and >= 0");
+  need(std::isfinite(p.cg_atol) && p.cg_atol >= 0, "cg_atol", "must be finite and >= 0");
+  need(std::isfinite(p.cg_rtol) && p.cg_rtol >= 0, "cg_rtol", "must be finite and >= 0");
+  need(p.cg_max_iters >= 1 && p.cg_max_iters <= 100000, "cg_max_iters", "must lie in [1, 100000], got " + str(p.cg_max_iters));
+  auto ptr16 = [&](const void* x, const char* name) {
+    need(x != nullptr, name, "is null");
+    need(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, name, "must be 16-byte aligned");
+  };
+  ptr16(p.q, "q"), ptr16(p.k, "k"), ptr16(p.v, "v"), ptr16(p.out, "out");
+  auto ptr4 = [&](const void* x, const char* name) {
+    need(reinterpret_cast<std::uintptr_t>(x) % 4 == 0, name, "must be 4-byte aligned");
+  };
+  ptr4(p.lambda, "lambda"), ptr4(p.probe, "probe"), ptr4(p.lse, "lse"), ptr4(p.omega, "omega");
+  ptr4(p.iters, "iters"), ptr4(p.status, "status"), ptr4(p.start, "start"), ptr4(p.used, "used");
+  for (auto [s, name] : {std::pair{p.q_dim_stride, "q"}, {p.k_dim_stride, "k"}, {p.v_dim_stride, "v"}, {p.o_dim_stride, "out"}})
+    need(s == 1, std::string(name) + " feature stride",
+         "the feature (last) axis must be contiguous (stride 1), got " + str(s));
+  auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs) {
+    for (std::int64_t s : {bs, rs, hs}) {
+      need(s >= 0, name, "strides must be >= 0");
+      need(s % 8 == 0, name, "strides must be multiples of 8 elements (16-byte rows), got " + str(bs) + ", " + str(rs) +
+                                 ", " + str(hs));
+    }
+  };
+  strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride);
+  strides("k strides", p.k_batch_stride, p.k_row_stride, p.k_head_stride);
+  strides("v strides", p.v_batch_stride, p.v_row_stride, p.v_head_stride);
+  strides("out strides", p.o_batch_stride, p.o_row_stride, p.o_head_stride);
+  need(p.Hq == 1 || (p.q_head_stride > 0 && p.o_head_stride > 0), "head strides", "must be > 0 when Hq > 1");
+  need(p.Hkv == 1 || (p.k_head_stride > 0 && p.v_head_stride > 0), "kv head strides", "must be > 0 when Hkv > 1");
+  need(p.Lq == 1 || (p.q_row_stride > 0 && p.o_row_stride > 0), "row strides", "must be > 0 when Lq > 1");
+  need(p.Lkv == 1 || (p.k_row_stride > 0 && p.v_row_stride > 0), "kv row strides", "must be > 0 when Lkv > 1");
+  need(p.B <= 65535, "B", "grid too large: B=" + str(p.B) + " > 65535");
+  if (op == Op::Decode) {
+    need(p.Lq == 1, "Lq", "decode takes exactly one query per sequence, got " + str(p.Lq));
+    need(p.Hq / p.Hkv <= 16, "Hq/Hkv", "decode supports group sizes up to 16, got " + str(p.Hq / p.Hkv));
+    need(p.num_splits >= 1 && p.num_splits <= 1024, "num_splits", "must lie in [1, 1024], got " + str(p.num_splits));
+    need(p.Hkv <= 65535, "Hkv", "grid too large: Hkv=" + str(p.Hkv) + " > 65535");
+    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535");
+    need(p.workspace && reinterpret_cast<std::uintptr_t>(p.workspace) % 16 == 0, "workspace",
+         "a 16-byte aligned workspace of lla_workspace_floats(p) floats is needed");
+  } else {
+    need(p.solver != LlaSolver::Direct, "solver",
+         "the matrix-free forward solves by CG or JacobiCG only (Direct: use the split-KV decode, Lq = 1)");
+    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535");
+  }
+  need(double(p.B) * p.Hq * p.Lq < 9e18, "B*Hq*Lq", "too large");
+}
+
+void launch_lla(const LlaParams& p, Op op, void* stream) {
+  check_lla_params(p, op);
+  const int e = op == Op::Decode ? detail::launch_lla_decode(p, stream) : detail::launch_lla_forward(p, stream);
+  check_cuda(static_cast<cudaError_t>(e), op == Op::Decode ? "lla decode launch" : "lla forward launch");
+}
+
+int lla_decode_num_splits(const LlaParams& p, int num_sms) {
+  // Pass 1 is compute-bound (D^2 FMAs per key and head, 1 block of 256 threads per SM):
+  // about two waves of blocks, no chunk shorter than 4 tiles (256 keys).
+  const long long base = (long long)p.B * p.Hkv;
+  const long long want = std::max(1LL, (2LL * num_sms + base - 1) / base);
+  const long long by_len = std::max(1, p.Lkv / 256);
+  return int(std::min({want, by_len, 1024LL}));
+}
+
+bool lla_supports(const Problem& p, std::string* why_not) {
+  auto no = [&](const std::string& w) {
+    if (why_not) *why_not = w;
+    return false;
+  };
+  if (p.probe != Probe::Solver) return no("not an LLA (solver probe) problem");
+  if (p.block_size() != p.D) return no("block-diagonal LLA (block < D) has no CUDA kernel");
+  if (p.dtype != DType::BF16 && p.dtype != DType::F16) return no("dtype " + to_string(p.dtype) + " (kernels take bfloat16 or float16)");
+  if (p.D != p.Dv || (p.D != 64 && p.D != 128)) return no("head dims D=" + str(p.D) + ", Dv=" + str(p.Dv) + " (need D = Dv in {64, 128})");
+  if (p.Hkv < 1 || p.Hq % p.Hkv != 0) return no("Hq must be a multiple of Hkv");
+  if (p.Lq == 1 && p.Hq / p.Hkv > 16) return no("decode group size Hq/Hkv > 16");
+  if (p.Lq > 1 && p.solver.method == SolverMethod::Direct)
+    return no("prefill LLA (Lq > 1) runs matrix-free CG only: set solver.method to cg or jacobi_cg");
+  if (p.B > 65535 || p.Hq > 65535) return no("B or Hq over the grid limit 65535");
+  const double big = std::numeric_limits<float>::max();
+  if (p.solver.cg_atol > big || p.solver.cg_rtol > big || p.anchor_knobs.delta_eps > big || p.solver.lambda > big)
+    return no("lambda / delta_eps / CG tolerances must fit in float");
+  return true;
+}
+
+CandidateResult lla_forward(const Problem& pr, const Inputs& in) { return lla_forward(pr, in, LlaRunOptions{}); }
+
+CandidateResult lla_forward(const Problem& pr, const Inputs& in, const LlaRunOptions& opt) {
+  check_inputs(pr, in);
+  std::string why;
+  if (!lla_supports(pr, &why)) throw Error("cuda::lla_forward: unsupported problem: " + why);
+  const bool decode = opt.path == LlaPath::SplitKV || (opt.path == LlaPath::Auto && pr.Lq == 1);
+  if (decode && pr.Lq != 1) throw Error("cuda::lla_forward: the split-KV path needs Lq = 1");
+  if (!decode && pr.solver.method == SolverMethod::Direct)
+    throw Error("cuda::lla_forward: the matrix-free path needs solver.method cg or jacobi_cg");
+  if (!available(&why)) throw Error("cuda::lla_forward: no usable device: " + why);
+  const DType dt = pr.dtype;
+  const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
+  auto upload16 = [&](const Tensor<double>& t, Buf& d, const char* name) {
+    std::vector<std::uint16_t> h(t.size());
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      h[i] = dt == DType::BF16 ? bf16_bits(float(t.data[i])) : f16_bits(float(t.data[i]));
+      const double back = dt == DType::BF16 ? bf16_to_float(h[i]) : f16_to_float(h[i]);
+      if (back != t.data[i]) throw Error(std::string("cuda::lla_forward: input '") + name + "' is not exactly representable in " + to_string(dt));
+    }
+    d.alloc(h.size() * 2);
+    check_cuda(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  };
+  Buf dq, dk, dv;
+  upload16(in.q, dq, "q"), upload16(in.k, dk, "k"), upload16(in.v, dv, "v");
+  const std::size_t n_row = B * Hq * Lq;
+  std::vector<float> lam(n_row);
+  for (std::size_t i = 0; i < n_row; ++i) lam[i] = float(in.lambda.data[i]);
+  Buf dlam(n_row * 4);
+  check_cuda(cudaMemcpy(dlam.p, lam.data(), n_row * 4, cudaMemcpyHostToDevice), "cudaMemcpy lambda");
+  Buf dout(B * Lq * Hq * Dv * 2), dprobe(B * Lq * Hq * D * 4), dlse(n_row * 4), dom(n_row * 4), dit(n_row * 4), dst(n_row * 4);
+  for (Buf* b : {&dout, &dprobe, &dlse, &dom, &dit, &dst}) b->poison();
+  Buf dstart, dused;
+  if (!pr.start.empty()) {
+    dstart.alloc(B * 4);
+    check_cuda(cudaMemcpy(dstart.p, pr.start.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy start");
+  }
+  if (!pr.used.empty()) {
+    dused.alloc(B * 4);
+    check_cuda(cudaMemcpy(dused.p, pr.used.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy used");
+  }
+  LlaParams p;
+  p.q = dq.p, p.k = dk.p, p.v = dv.p, p.lambda = static_cast<const float*>(dlam.p);
+  p.out = dout.p, p.probe = static_cast<float*>(dprobe.p), p.lse = static_cast<float*>(dlse.p);
+  p.omega = static_cast<float*>(dom.p), p.iters = static_cast<int*>(dit.p), p.status = static_cast<int*>(dst.p);
+  p.q_batch_stride = Lq * Hq * D, p.q_row_stride = Hq * D, p.q_head_stride = D;
+  p.k_batch_stride = Lkv * Hkv * D, p.k_row_stride = Hkv * D, p.k_head_stride = D;
+  p.v_batch_stride = Lkv * Hkv * Dv, p.v_row_stride = Hkv * Dv, p.v_head_stride = Dv;
+  p.o_batch_stride = Lq * Hq * Dv, p.o_row_stride = Hq * Dv, p.o_head_stride = Dv;
+  p.B = pr.B, p.Hq = pr.Hq, p.Hkv = pr.Hkv, p.Lq = pr.Lq, p.Lkv = pr.Lkv, p.D = pr.D, p.Dv = pr.Dv;
+  p.scale = float(pr.tau());
+  p.causal = pr.causal, p.window = pr.window;
+  p.start = static_cast<const int*>(dstart.p), p.used = static_cast<const int*>(dused.p);
+  p.dtype = dt == DType::BF16 ? ElemType::BF16 : ElemType::F16;
+  p.anchor = pr.anchor == Anchor::Query ? LlaAnchor::Query : LlaAnchor::KeyMean;
+  p.delta_eps = float(pr.anchor_knobs.delta_eps), p.sgn0_zero = pr.anchor_knobs.sgn0 == Sgn0::Zero;
+  p.solver = pr.solver.method == SolverMethod::Direct ? LlaSolver::Direct
+             : pr.solver.method == SolverMethod::CG   ? LlaSolver::CG
+                                                      : LlaSolver::JacobiCG;
+  p.cg_atol = float(pr.solver.cg_atol), p.cg_rtol = float(pr.solver.cg_rtol), p.cg_max_iters = pr.solver.cg_max_iters;
+  Buf dws;
+  if (decode) {
+    int sms = 0;
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+    if (opt.num_splits > 0) p.num_splits = opt.num_splits;
+    else if (const char* s = std::getenv("PLX_CUDA_SPLITS")) p.num_splits = std::atoi(s);
+    else p.num_splits = lla_decode_num_splits(p, sms);
+    dws.alloc(lla_workspace_floats(p) * 4);
+    dws.poison();  // every record that is read must have been written
+    p.workspace = static_cast<float*>(dws.p);
+  }
+  launch_lla(p, decode ? Op::Decode : Op::Forward, nullptr);
+  check_cuda(cudaDeviceSynchronize(), "lla kernel execution");
+
+  CandidateResult res;
+  {
+    Tensor<double> t({B, Lq, Hq, Dv});
+    std::vector<std::uint16_t> h(t.size());
+    check_cuda(cudaMemcpy(h.data(), dout.p, h.size() * 2, cudaMemcpyDeviceToHost), "cudaMemcpy D2H out");
+    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = dt == DType::BF16 ? bf16_to_float(h[i]) : f16_to_float(h[i]);
+    res.out = std::move(t);
+  }
+  auto down_f = [&](const Buf& d, std::vector<std::size_t> shape) {
+    Tensor<double> t(std::move(shape));
+    std::vector<float> h(t.size());
+    check_cuda(cudaMemcpy(h.data(), d.p, h.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = h[i];
+    return t;
+  };
+  auto down_i = [&](const Buf& d) {
+    Tensor<double> t({B, Hq, Lq});
+    std::vector<int> h(t.size());
+    check_cuda(cudaMemcpy(h.data(), d.p, h.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = h[i];
+    return t;
+  };
+  res.saved["probe"] = down_f(dprobe, {B, Lq, Hq, D});
+  res.saved["lse"] = down_f(dlse, {B, Hq, Lq});
+  res.saved["omega"] = down_f(dom, {B, Hq, Lq});
+  res.saved["cg_iters"] = down_i(dit);
+  res.saved["status"] = down_i(dst);
+  return res;
+}
+
+}  // namespace plx::cuda

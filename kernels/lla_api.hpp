@@ -1,0 +1,59 @@
+// kernels/lla_api.hpp — host API of the LLA CUDA kernels (sm_90, bf16/fp16, fp32 state).
+//
+// Charter: params level (check_lla_params, launch_lla, lla_decode_num_splits; C++17-safe, the
+// benchmarks use it) and Problem level (lla_supports, lla_forward: rounds nothing, uploads the
+// dtype-exact Inputs, poisons every output with NaN, launches, checks every CUDA call, widens
+// the results to double). Bad input is a plx::Error thrown before any CUDA call.
+// Formulation (SPEC §3.5, §7.3, §7.4): the output is always assembled in the covariance form
+//   out = a * vbar - b * sum_j p_j (r.(k_j - kbar)) (v_j - vbar)
+// with (r, a, b) = (theta, 1, 1) for the key-mean anchor and (rho, omega (1 - rho.delta)/d,
+// omega/d) for the query anchor, so no `1 - rho.e_j` or `O1 (1 + c) - O2` cancellation occurs;
+// direct solves always factor C + lambda I (never the worse-conditioned Sigma).
+// Not here: backward, block-diagonal solves, Dv != D.
+#pragma once
+#include <string>
+
+#include "kernels/lla_params.hpp"
+
+namespace plx {
+struct Problem;
+struct Inputs;
+struct CandidateResult;
+}  // namespace plx
+
+namespace plx::cuda {
+
+// Argument validation of one launch (no device needed). Throws plx::Error naming the field.
+// Op::Decode: Lq = 1, any solver; Op::Forward: any Lq, CG or JacobiCG only (matrix-free).
+void check_lla_params(const LlaParams& p, Op op);
+
+// Validate, then launch asynchronously on `stream` (cudaStream_t; null = default stream).
+// Every CUDA call and launch is checked (plx::Error with the CUDA message).
+void launch_lla(const LlaParams& p, Op op, void* stream = nullptr);
+
+// Split count of the decode for these shapes (>= 1), given the SM count.
+int lla_decode_num_splits(const LlaParams& p, int num_sms);
+
+// The kernels implement this problem: solver probe (LLA), full solve (block = D), either
+// anchor, Direct/CG/JacobiCG, bf16 or fp16, D = Dv in {64, 128}; decode (Lq = 1): group
+// Hq/Hkv <= 16; prefill (Lq > 1): CG or JacobiCG only.
+bool lla_supports(const Problem& p, std::string* why_not);
+
+enum class LlaPath { Auto = 0, SplitKV = 1, MatrixFree = 2 };
+struct LlaRunOptions {
+  LlaPath path = LlaPath::Auto;  // Auto: Lq = 1 -> SplitKV, else MatrixFree
+  int num_splits = 0;            // SplitKV: 0 = heuristic (or env PLX_CUDA_SPLITS)
+};
+
+// Run the problem. Returns out and saved: lse, omega, probe, cg_iters, status (widened to
+// double). Throws plx::Error if unsupported or no device.
+CandidateResult lla_forward(const Problem& p, const Inputs& in, const LlaRunOptions& opt);
+CandidateResult lla_forward(const Problem& p, const Inputs& in);
+
+namespace detail {  // kernels/lla.cu; params assumed validated; return a cudaError_t as int
+int launch_lla_decode(const LlaParams& p, void* stream);
+int launch_lla_forward(const LlaParams& p, void* stream);
+int lla_decode_smem_max(int D);  // largest dynamic shared memory (bytes) of the decode kernels
+}  // namespace detail
+
+}  // namespace plx::cuda
