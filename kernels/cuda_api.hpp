@@ -6,7 +6,8 @@
 // block) or the prefill forward (mma.sync m16n8k16), and returns the outputs plus the
 // saved per-row tensors. `check_params` is the argument validation every launch runs
 // first; it needs no device, so CPU-only CI tests it. Bad input is a plx::Error thrown
-// before any launch. Not here: backward, LLA (solver probes), query anchors.
+// before any launch. LLA problems are forwarded to kernels/lla_api.hpp; the backward is
+// kernels/backward_api.hpp. Not here: learned probes with the query anchor.
 #pragma once
 #include <string>
 
