@@ -12,6 +12,7 @@
 // results do not depend on the thread count.
 // Shapes: see reference/problem.hpp. Per-row outputs are [B, Hq, Lq].
 #pragma once
+#include <cstdlib>
 #include <Eigen/Dense>
 #include <exception>
 #include <type_traits>
@@ -64,6 +65,20 @@ namespace detail {
 
 constexpr int kKeyTile = 64;
 
+// Multiprecision scalars whose products go through the four-double cascade of
+// reference/dd_kernels.hpp (mp_cascade_product_nt): cpp_bin_float_50 always, MPFR while its
+// run-time precision is at most 60 digits (<= 200 bits < the cascade's 209). bf100 and deeper
+// MPFR keep T's own arithmetic. PLX_MP_CASCADE=0 turns the cascade off (for comparisons).
+template <class T> constexpr bool mp_cascade_scalar() { return std::is_same_v<T, bf50> || std::is_same_v<T, mpfr>; }
+template <class T> bool mp_cascade_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("PLX_MP_CASCADE");
+    return !(e && std::string(e) == "0");
+  }();
+  if constexpr (std::is_same_v<T, mpfr>) return on && MpfrPrecision::digits10() <= 60;
+  return on;
+}
+
 // W (r x n) * X (n x c) with the n-sum done in exact-product tiles of kKeyTile whose
 // partial results are combined with TwoSum (error-free) compensation. For dd and qd4 the
 // whole product is compensated (reference/dd_kernels.hpp).
@@ -74,6 +89,10 @@ Mat<T> comp_product(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DX>&
   } else if constexpr (std::is_same_v<T, qd4>) {
     return qd_product_nt(W, X.transpose());
   } else {
+    if constexpr (mp_cascade_scalar<T>()) {
+      Mat<T> C;
+      if (mp_cascade_enabled<T>() && mp_cascade_product_nt(W, X.transpose(), C)) return C;
+    }
     const Eigen::Index r = W.rows(), c = X.cols(), n = W.cols();
     Mat<T> sum = Mat<T>::Zero(r, c), comp = Mat<T>::Zero(r, c), part(r, c);
     for (Eigen::Index t = 0; t < n; t += kKeyTile) {
@@ -99,7 +118,13 @@ template <class T, class DA, class DB>
 Mat<T> product_nt(const Eigen::MatrixBase<DA>& A, const Eigen::MatrixBase<DB>& B) {
   if constexpr (std::is_same_v<T, dd>) return dd_product_nt(A, B);
   else if constexpr (std::is_same_v<T, qd4>) return qd_product_nt(A, B);
-  else return A * B.transpose();
+  else {
+    if constexpr (mp_cascade_scalar<T>()) {
+      Mat<T> C;
+      if (mp_cascade_enabled<T>() && mp_cascade_product_nt(A, B, C)) return C;
+    }
+    return A * B.transpose();
+  }
 }
 
 template <class T, class D> T comp_sum(const Eigen::MatrixBase<D>& x) {
@@ -117,7 +142,41 @@ template <class T, class DA, class DB> T comp_dot(const Eigen::MatrixBase<DA>& a
 // Per-head data converted to T once, shared by all tasks.
 template <class T> struct HeadData {
   Mat<T> K, V;  // [Lkv, D], [Lkv, Dv] for (b, kv head)
+  // For the multiprecision cascade (mp_cascade_enabled<T>): K and V split once into four
+  // doubles (inputs are doubles, so components 1-3 are zero), laid out for cascade_core:
+  // K4[(c D + d) Lkv + key], V4[(c Lkv + key) Dv + col]. Empty otherwise.
+  std::vector<double> K4, V4;
 };
+
+// Fill hd.K4 / hd.V4 from the double inputs (exact: the value and three zeros).
+template <class T> void presplit_head(const Tensor<double>& k, const Tensor<double>& v, int b, int g, HeadData<T>& hd) {
+  const long L = long(k.shape[1]), H = long(k.shape[2]), D = long(k.shape[3]), Dv = long(v.shape[3]);
+  hd.K4.assign(4 * D * L, 0.0);
+  hd.V4.assign(4 * L * Dv, 0.0);
+  for (long j = 0; j < L; ++j) {
+    for (long d = 0; d < D; ++d) hd.K4[d * L + j] = k.data[((long(b) * L + j) * H + g) * D + d];
+    for (long c = 0; c < Dv; ++c) hd.V4[j * Dv + c] = v.data[((long(b) * L + j) * H + g) * Dv + c];
+  }
+}
+
+// A (m x k) times the pre-split rows [r0, r0 + n) of a head matrix: keys (B = K rows, k = D) or
+// values (C = A V, k = n keys). Falls back (returns false) when the cascade refuses A.
+template <class T, class DA>
+bool presplit_keys_nt(const Eigen::MatrixBase<DA>& A, const HeadData<T>& hd, long r0, long n, Mat<T>& C) {
+  if constexpr (!mp_cascade_scalar<T>()) return false;
+  else {
+    const long L = hd.K.rows(), D = hd.K.cols();
+    return mp_cascade_product_presplit<T>(A, hd.K4.data() + r0, n, D * L, L, C);
+  }
+}
+template <class T, class DA>
+bool presplit_values(const Eigen::MatrixBase<DA>& W, const HeadData<T>& hd, long r0, Mat<T>& C) {
+  if constexpr (!mp_cascade_scalar<T>()) return false;
+  else {
+    const long L = hd.V.rows(), Dv = hd.V.cols();
+    return mp_cascade_product_presplit<T>(W, hd.V4.data() + r0 * Dv, Dv, L * Dv, Dv, C);
+  }
+}
 
 template <class T> Mat<T> gather_rows(const Tensor<double>& t, int b, int h) {
   const int L = int(t.shape[1]), H = int(t.shape[2]), D = int(t.shape[3]);
@@ -236,7 +295,11 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
   auto VU = hd.V.middleRows(L0 < L1 ? L0 : 0, nU);
 
   // Phase 1: logits, pivots, weights, probes.
-  Mat<T> S = tau * product_nt<T>(Q.middleRows(i0, nb), KU);
+  const bool pre = !hd.K4.empty();  // multiprecision cascade with the head pre-split
+  const long r0 = L0 < L1 ? L0 : 0;
+  Mat<T> S;
+  if (!(pre && presplit_keys_nt<T>(Q.middleRows(i0, nb), hd, r0, nU, S))) S = product_nt<T>(Q.middleRows(i0, nb), KU);
+  S *= tau;
   Mat<T> Theta = Mat<T>::Zero(nb, D);
   for (int ii = 0; ii < nb; ++ii) {
     Row<T>& row = rows[ii];
@@ -258,7 +321,9 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
   }
 
   // Phase 2: z_j = theta_i . k_j for the whole block (one product).
-  Mat<T> Z = has_probe ? product_nt<T>(Theta, KU) : Mat<T>(Mat<T>::Zero(nb, nU));
+  Mat<T> Z;
+  if (!has_probe) Z = Mat<T>::Zero(nb, nU);
+  else if (!(pre && presplit_keys_nt<T>(Theta, hd, r0, nU, Z))) Z = product_nt<T>(Theta, KU);
 
   // Phase 3: per-row scalars and the two weight rows W1, W2 (see the switch below).
   Mat<T> W1 = Mat<T>::Zero(nb, nU), W2 = Mat<T>::Zero(nb, nU);
@@ -311,9 +376,10 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
   }
 
   // Phase 4: the two value products, compensated over key tiles.
-  Mat<T> Y1 = comp_product<T>(W1, VU), Y2 = has_probe || p.form == Formulation::Accumulator
-                                                 ? comp_product<T>(W2, VU)
-                                                 : Mat<T>::Zero(nb, Dv);
+  Mat<T> Y1, Y2;
+  if (!(pre && presplit_values<T>(W1, hd, r0, Y1))) Y1 = comp_product<T>(W1, VU);
+  if (!(has_probe || p.form == Formulation::Accumulator)) Y2 = Mat<T>::Zero(nb, Dv);
+  else if (!(pre && presplit_values<T>(W2, hd, r0, Y2))) Y2 = comp_product<T>(W2, VU);
 
   // Phase 5: assemble outputs.
   for (int ii = 0; ii < nb; ++ii) {
@@ -404,7 +470,12 @@ Forward<T> attention_forward(const Problem& p, const Inputs& in, const ForwardOp
   std::vector<Mat<T>> Qh(B * Hq), Rh(B * Hq);
   for (int b = 0; b < p.B; ++b) {
     for (int g = 0; g < p.Hkv; ++g)
-      kv[b * p.Hkv + g] = {detail::gather_rows<T>(in.k, b, g), detail::gather_rows<T>(in.v, b, g)};
+    {
+      kv[b * p.Hkv + g].K = detail::gather_rows<T>(in.k, b, g);
+      kv[b * p.Hkv + g].V = detail::gather_rows<T>(in.v, b, g);
+      if constexpr (detail::mp_cascade_scalar<T>())
+        if (detail::mp_cascade_enabled<T>()) detail::presplit_head(in.k, in.v, b, g, kv[b * p.Hkv + g]);
+    }
     for (int h = 0; h < p.Hq; ++h) {
       Qh[b * Hq + h] = detail::gather_rows<T>(in.q, b, h);
       if (p.probe == Probe::Learned) Rh[b * Hq + h] = detail::gather_rows<T>(in.r, b, h);

@@ -88,23 +88,18 @@ namespace plx::detail {
 // The inner loop is plain double arithmetic over a chunk of n that the compiler vectorises
 // (needs -ffp-contract=off, which plx_reference sets: TwoSum must not be contracted).
 // Deterministic: fixed loop order, independent of threads and cache sizes.
-template <class DA, class DB>
-Eigen::Matrix<qd_real, Eigen::Dynamic, Eigen::Dynamic> qd_product_nt(const Eigen::MatrixBase<DA>& A,
-                                                                     const Eigen::MatrixBase<DB>& B) {
-  const long m = A.rows(), n = B.rows(), k = A.cols();
-  Eigen::Matrix<qd_real, Eigen::Dynamic, Eigen::Dynamic> C(m, n);
-  if (m == 0 || n == 0) return C;
-  std::vector<double> a(4 * m * k), b(4 * k * n);  // a[(i k + d) 4 + c]; b[(c k + d) n + j]
-  for (long i = 0; i < m; ++i)
-    for (long d = 0; d < k; ++d) {
-      const qd_real& x = A(i, d);
-      for (int c = 0; c < 4; ++c) a[(i * k + d) * 4 + c] = x.x[c];
-    }
-  for (long j = 0; j < n; ++j)
-    for (long d = 0; d < k; ++d) {
-      const qd_real& y = B(j, d);
-      for (int c = 0; c < 4; ++c) b[(c * k + d) * n + j] = y.x[c];
-    }
+//
+// The cascade works for any scalar T whose values are split into four doubles: `split(x, c)`
+// writes the four components (returns false if x cannot be split exactly enough, then the
+// caller falls back to generic arithmetic), `join(s)` sums the five levels into a T.
+// Core: C (m x n) = A B^T with A given as a[(i k + d) 4 + c] and B as b[c sc + d sd + j]
+// (component c, inner index d, output column j contiguous), so a caller can split B once
+// and reuse it (e.g. a whole head's keys, offset to the rows it needs).
+template <class T, class Join>
+void cascade_core(long m, long n, long k, const double* a, const double* b, long sc, long sd,
+                  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& C, Join join) {
+  C.resize(m, n);
+  if (m == 0 || n == 0) return;
   constexpr long NT = 128;  // columns per chunk: the B chunk (4 k NT doubles) stays in L2
   std::vector<double> acc(5 * NT);
   for (long j0 = 0; j0 < n; j0 += NT) {
@@ -119,10 +114,10 @@ Eigen::Matrix<qd_real, Eigen::Dynamic, Eigen::Dynamic> qd_product_nt(const Eigen
       for (long d = 0; d < k; ++d) {
         const double* ai = &a[(i * k + d) * 4];
         const double a0 = ai[0], a1 = ai[1], a2 = ai[2], a3 = ai[3];
-        const double* __restrict b0 = &b[(0 * k + d) * n + j0];
-        const double* __restrict b1 = &b[(1 * k + d) * n + j0];
-        const double* __restrict b2 = &b[(2 * k + d) * n + j0];
-        const double* __restrict b3 = &b[(3 * k + d) * n + j0];
+        const double* __restrict b0 = b + 0 * sc + d * sd + j0;
+        const double* __restrict b1 = b + 1 * sc + d * sd + j0;
+        const double* __restrict b2 = b + 2 * sc + d * sd + j0;
+        const double* __restrict b3 = b + 3 * sc + d * sd + j0;
 #pragma omp simd
         for (long j = 0; j < nt; ++j) {
           const double p00 = a0 * b0[j], e00 = std::fma(a0, b0[j], -p00);
@@ -156,15 +151,125 @@ Eigen::Matrix<qd_real, Eigen::Dynamic, Eigen::Dynamic> qd_product_nt(const Eigen
         }
       }
       for (long j = 0; j < nt; ++j) {
-        qd_real r(s4[j]);
-        r = qd_real::ieee_add(r, qd_real(s3[j]));
-        r = qd_real::ieee_add(r, qd_real(s2[j]));
-        r = qd_real::ieee_add(r, qd_real(s1[j]));
-        C(i, j0 + j) = qd_real::ieee_add(r, qd_real(s0[j]));
+        const double lv[5] = {s0[j], s1[j], s2[j], s3[j], s4[j]};
+        C(i, j0 + j) = join(lv);
       }
     }
   }
+}
+
+
+// A and B as Eigen matrices of T: split both (false if split refuses an entry), then the core.
+template <class T, class DA, class DB, class Split, class Join>
+bool cascade_product_nt(const Eigen::MatrixBase<DA>& A, const Eigen::MatrixBase<DB>& B,
+                        Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& C, Split split, Join join) {
+  const long m = A.rows(), n = B.rows(), k = A.cols();
+  C.resize(m, n);
+  if (m == 0 || n == 0) return true;
+  std::vector<double> a(4 * m * k), b(4 * k * n);  // a[(i k + d) 4 + c]; b[(c k + d) n + j]
+  for (long i = 0; i < m; ++i)
+    for (long d = 0; d < k; ++d)
+      if (!split(A(i, d), &a[(i * k + d) * 4])) return false;
+  double y4[4];
+  for (long j = 0; j < n; ++j)
+    for (long d = 0; d < k; ++d) {
+      if (!split(B(j, d), y4)) return false;
+      for (int c = 0; c < 4; ++c) b[(c * k + d) * n + j] = y4[c];
+    }
+  cascade_core<T>(m, n, k, a.data(), b.data(), k * n, n, C, join);
+  return true;
+}
+
+template <class DA, class DB>
+Eigen::Matrix<qd_real, Eigen::Dynamic, Eigen::Dynamic> qd_product_nt(const Eigen::MatrixBase<DA>& A,
+                                                                     const Eigen::MatrixBase<DB>& B) {
+  Eigen::Matrix<qd_real, Eigen::Dynamic, Eigen::Dynamic> C;
+  cascade_product_nt<qd_real>(
+      A, B, C,
+      [](const qd_real& x, double* c) {
+        for (int t = 0; t < 4; ++t) c[t] = x.x[t];
+        return true;
+      },
+      [](const double* s) {  // smallest level first, IEEE (not sloppy) adds
+        qd_real r(s[4]);
+        for (int l = 3; l >= 0; --l) r = qd_real::ieee_add(r, qd_real(s[l]));
+        return r;
+      });
   return C;
+}
+
+// The same cascade for the Boost multiprecision scalars of at most ~200 bits (cpp_bin_float_50,
+// MPFR at <= 60 digits): each entry x is split exactly into four doubles by successive rounding
+// (x0 = fl(x), x1 = fl(x - x0), ...; 4 x 53 = 212 bits cover the 168-200 bits of T, so the split
+// is exact) and the five levels are summed in T. The product is then more accurate than T's own
+// dot product (16 2^-209 sum|ab| against k u_T sum|ab|), at double-arithmetic speed. Entries
+// whose leading double is outside [2^-800, 2^800] (the lower components would leave the normal
+// double range) make it return false: the caller then uses T's generic product.
+template <class T> bool mp_split4(const T& x, double* c) {
+  T r = x;
+  for (int t = 0; t < 4; ++t) {
+    c[t] = r.template convert_to<double>();
+    if (t == 0) {
+      const double ax = std::fabs(c[0]);
+      if (!(ax <= 0x1p800) || (ax != 0 && ax < 0x1p-800)) return false;  // also NaN / Inf
+      if (T(c[0]) == x) {  // an exact double (inputs, exact zeros): nothing below it
+        c[1] = c[2] = c[3] = 0;
+        return true;
+      }
+    }
+    r -= T(c[t]);
+  }
+  return r == 0 || abs(r) <= abs(x) * T(0x1p-212);  // exact split (or below the kernel's error)
+}
+template <class T> T mp_join5(const double* s) {
+  T r(s[4]);
+  for (int l = 3; l >= 0; --l) r += T(s[l]);
+  return r;
+}
+// MPFR: the same split and join through the C interface (mpfr_get_d, mpfr_sub_d, mpfr_add_d in
+// place: one allocation per entry instead of one per operation; identical results).
+template <> inline bool mp_split4<mpfr>(const mpfr& x, double* c) {
+  mpfr_srcptr xp = x.backend().data();
+  c[0] = mpfr_get_d(xp, MPFR_RNDN);
+  const double ax = std::fabs(c[0]);
+  if (!(ax <= 0x1p800) || (ax != 0 && ax < 0x1p-800)) return false;  // also NaN / Inf
+  if (mpfr_cmp_d(xp, c[0]) == 0) {
+    c[1] = c[2] = c[3] = 0;
+    return true;
+  }
+  mpfr r = x;
+  mpfr_ptr rp = r.backend().data();
+  mpfr_sub_d(rp, rp, c[0], MPFR_RNDN);
+  for (int t = 1; t < 4; ++t) {
+    c[t] = mpfr_get_d(rp, MPFR_RNDN);
+    mpfr_sub_d(rp, rp, c[t], MPFR_RNDN);
+  }
+  return mpfr_zero_p(rp) || abs(r) <= abs(x) * mpfr(0x1p-212);
+}
+template <> inline mpfr mp_join5<mpfr>(const double* s) {
+  mpfr r;
+  mpfr_ptr rp = r.backend().data();
+  mpfr_set_d(rp, s[4], MPFR_RNDN);
+  for (int l = 3; l >= 0; --l) mpfr_add_d(rp, rp, s[l], MPFR_RNDN);
+  return r;
+}
+
+template <class T, class DA, class DB>
+bool mp_cascade_product_nt(const Eigen::MatrixBase<DA>& A, const Eigen::MatrixBase<DB>& B,
+                           Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& C) {
+  return cascade_product_nt<T>(A, B, C, mp_split4<T>, mp_join5<T>);
+}
+// The same with B already split (b[c sc + d sd + j], see cascade_core), A split here.
+template <class T, class DA>
+bool mp_cascade_product_presplit(const Eigen::MatrixBase<DA>& A, const double* b, long n, long sc, long sd,
+                                 Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& C) {
+  const long m = A.rows(), k = A.cols();
+  std::vector<double> a(4 * m * k);
+  for (long i = 0; i < m; ++i)
+    for (long d = 0; d < k; ++d)
+      if (!mp_split4<T>(A(i, d), &a[(i * k + d) * 4])) return false;
+  cascade_core<T>(m, n, k, a.data(), b, sc, sd, C, mp_join5<T>);
+  return true;
 }
 
 }  // namespace plx::detail

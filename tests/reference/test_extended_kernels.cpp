@@ -119,3 +119,36 @@ TEST(ExtendedKernels, QuadDoubleKernelIsDeterministic) {
   for (int i = 0; i < C1.size(); ++i)
     for (int c = 0; c < 4; ++c) ASSERT_EQ(C1.data()[i].x[c], C2.data()[i].x[c]) << i;
 }
+
+// The cascade used for cpp_bin_float_50 (and MPFR <= 60 digits): each entry split exactly into
+// four doubles (50 digits ~ 168 bits < 212), the five levels summed in bf50. Error: the
+// cascade's 16 * 2^-209 sum|ab| (above) plus bf50's rounding of the five-level sum, <= 5 u_50
+// |result| <= 5e-50 sum|ab| (u_50 = 1e-50, ScalarTraits). Bound used: 6e-50 sum|ab|.
+RC_GTEST_PROP(ExtendedKernels, Bf50CascadeMatchesBf100, ()) {
+  const int k = *rc::gen::element(1, 2, 5, 17, 64, 300);
+  const int m = *rc::gen::inRange(1, 4), n = *rc::gen::element(1, 3, 9, 130);
+  const std::uint64_t sd = *rc::gen::inRange<std::uint64_t>(1, 1u << 30);
+  auto to_bf50 = [](const bf100& x) { return bf50(x); };
+  auto from_bf50 = [](const bf50& x) { return bf100(x); };
+  check_kernel<bf50, 4>(m, n, k, sd, 6e-50, to_bf50, from_bf50,
+                        [](const auto& A, const auto& B) {
+                          Eigen::Matrix<bf50, Eigen::Dynamic, Eigen::Dynamic> C;
+                          RC_ASSERT(detail::mp_cascade_product_nt(A, B, C));  // every entry in range: no fallback
+                          return C;
+                        },
+                        "mp_cascade_product_nt<bf50>");
+}
+
+// Entries whose lower components would leave the normal double range (or are not finite) are
+// refused, so the caller falls back to bf50's own product instead of losing digits.
+TEST(ExtendedKernels, Bf50CascadeRefusesOutOfRangeEntries) {
+  Eigen::Matrix<bf50, Eigen::Dynamic, Eigen::Dynamic> A(2, 3), B(2, 3), C;
+  for (int i = 0; i < 6; ++i) A.data()[i] = B.data()[i] = bf50(1) / bf50(3 + i);
+  EXPECT_TRUE(detail::mp_cascade_product_nt(A, B, C));
+  A(1, 2) = bf50("1e-300");  // < 2^-800
+  EXPECT_FALSE(detail::mp_cascade_product_nt(A, B, C));
+  A(1, 2) = bf50("1e300");  // > 2^800
+  EXPECT_FALSE(detail::mp_cascade_product_nt(A, B, C));
+  A(1, 2) = 0;  // exact zero is fine
+  EXPECT_TRUE(detail::mp_cascade_product_nt(A, B, C));
+}
