@@ -6,6 +6,11 @@ materialises the L x L scores (centred form, SPEC 4.2), (2) PyTorch's own causal
 scaled_dot_product_attention (softmax), and (3) plx's bench_fast (Google Benchmark, run as a
 subprocess right after) on the same shape, then prints the ratios. Both use the same number of
 threads (--threads, default 2). It checks nothing numerically (tests/fast does that).
+It also measures PyTorch's fp32 GEMM rate on the two product shapes of attention (per head:
+L x D by D x L for the scores, L x L by L x D for the values) and prints the time lower bound that
+rate implies for causal softmax (2 products of L^2 D/2 multiply-adds per head) and Parallax (4),
+next to SDPA's measured time: if SDPA already runs near its bound, no fp32 Parallax at that GEMM
+rate can take less wall time than SDPA.
 
 usage: /opt/plx-venv/bin/python bench/torch_cpu_baseline.py --bench build-fast/bench/bench_fast [--L 4096]
 """
@@ -57,10 +62,25 @@ def main():
     with torch.no_grad():
         t_naive = best_time(lambda: naive_parallax(q, k, v, r, tau), a.reps)
         t_sdpa = best_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True), a.reps)
+        # fp32 GEMM rate of the two attention product shapes (one head; full, not causal).
+        x_ld, y_dl = torch.randn(L, D, generator=g), torch.randn(D, L, generator=g)
+        x_ll, y_ld = torch.randn(L, L, generator=g), torch.randn(L, D, generator=g)
+        gemm_flops = 2.0 * L * L * D  # both shapes
+        t_mm_s = best_time(lambda: torch.mm(x_ld, y_dl), a.reps + 2)
+        t_mm_v = best_time(lambda: torch.mm(x_ll, y_ld), a.reps + 2)
+    rate_s, rate_v = gemm_flops / t_mm_s, gemm_flops / t_mm_v
+    # Causal: each product is L^2 D / 2 multiply-adds = L^2 D flops per head, at the GEMM rate.
+    causal_flops_one = 1.0 * L * L * D
+    lb_softmax = H * (causal_flops_one / rate_s + causal_flops_one / rate_v)
+    lb_parallax = 2 * lb_softmax  # q.k and r.k at the scores rate, P1 V and P2 V at the values rate
     print(f"torch {torch.__version__}, threads={a.threads}, causal B=1 H=8 L={L} D=128 fp32")
+    print(f"torch fp32 GEMM {L}x{D} @ {D}x{L}: {t_mm_s*1e3:8.2f} ms  {rate_s*1e-9:7.1f} GFLOP/s")
+    print(f"torch fp32 GEMM {L}x{L} @ {L}x{D}: {t_mm_v*1e3:8.2f} ms  {rate_v*1e-9:7.1f} GFLOP/s")
+    print(f"lower bound at that GEMM rate, causal softmax  (2 products): {lb_softmax*1e3:9.1f} ms")
+    print(f"lower bound at that GEMM rate, causal Parallax (4 products): {lb_parallax*1e3:9.1f} ms")
     print(f"torch naive Parallax (materialised): {t_naive*1e3:9.1f} ms  {flops/t_naive*1e-9:7.1f} GFLOP/s(4HL^2D/2)")
     print(f"torch SDPA causal (softmax)        : {t_sdpa*1e3:9.1f} ms  {flops/t_sdpa*1e-9:7.1f} GFLOP/s")
-    filt = f"BM_(Parallax|Softmax)FwdF32/{L}/{a.threads}/real_time$"
+    filt = f"BM_(Parallax|Softmax)Fwd(F32|BF16|BF16Widen)/{L}/{a.threads}/real_time$"
     out = subprocess.run([a.bench, f"--benchmark_filter={filt}", "--benchmark_format=json",
                           f"--benchmark_repetitions={a.reps}", "--benchmark_report_aggregates_only=false"],
                          check=True, capture_output=True, text=True).stdout
@@ -68,14 +88,27 @@ def main():
     for b in json.loads(out)["benchmarks"]:
         if b.get("run_type") != "iteration":
             continue
-        name = "parallax" if "Parallax" in b["name"] else "softmax"
+        kind = b["name"].split("/")[0].split("Fwd")[1]  # F32, BF16 (AMX where present), BF16Widen
+        name = ("parallax" if "Parallax" in b["name"] else "softmax") + ("" if kind == "F32" else " " + kind.lower())
         t = b["real_time"] * {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[b["time_unit"]]
         res[name] = min(res.get(name, 1e9), t)
     for name, t in res.items():
-        print(f"plx fast {name:8s} fwd             : {t*1e3:9.1f} ms  {flops/t*1e-9:7.1f} GFLOP/s(4HL^2D/2)")
+        print(f"plx fast {name:18s} fwd   : {t*1e3:9.1f} ms  {flops/t*1e-9:7.1f} GFLOP/s(4HL^2D/2)")
+    for m in ("parallax", "softmax"):
+        for kind in ("bf16", "bf16widen"):
+            if m in res and f"{m} {kind}" in res:
+                print(f"ratio plx {m} fp32 / {kind:9s} (speed-up) : {res[m]/res[m + ' ' + kind]:.2f}x (target >= 1.4)")
     if "parallax" in res:
         print(f"ratio torch-naive-Parallax / plx-Parallax : {t_naive/res['parallax']:.2f}x (target >= 2)")
         print(f"ratio torch-SDPA / plx-Parallax           : {t_sdpa/res['parallax']:.2f}x (target > 1)")
+    print(f"SDPA time / its GEMM-rate bound             : {t_sdpa/lb_softmax:.2f}x (1.00 = at the GEMM rate)")
+    # The bound is only a bound if nothing beats torch.mm's rate; SDPA itself doing so shows
+    # torch.mm is not at the machine's fp32 ceiling on these shapes, and proves nothing.
+    verdict = ("SDPA beats its own GEMM-rate bound: torch.mm is below the machine's fp32 ceiling, "
+               "so this bound does not exclude a faster Parallax" if t_sdpa < lb_softmax else
+               ("> 1: an fp32 Parallax at this GEMM rate cannot beat SDPA" if lb_parallax > t_sdpa
+                else "<= 1: not excluded by the bound"))
+    print(f"Parallax GEMM-rate bound / SDPA time        : {lb_parallax/t_sdpa:.2f}x ({verdict})")
     if "softmax" in res:
         print(f"ratio torch-SDPA / plx-softmax            : {t_sdpa/res['softmax']:.2f}x")
 

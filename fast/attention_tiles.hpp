@@ -4,19 +4,25 @@
 // kBQ rows (q and r stacked as 2 kBQ lanes: one scores product gives q.k and r.k, one pv
 // product gives O1 and O2), with the online max of SPEC §4.1 in base 2 and the exact
 // per-row shift z -> z - z0 (z0 = r.k of the row's first valid key, SPEC §7.1). Memory:
-// per-thread tiles only, O((kBQ + kBK) D) — never L x L. A single query tile with more than
-// kSplitKeys keys (decode) is split over KV into chunks of fixed size and combined exactly
-// (SPEC §6.2) in chunk order. Backward (SPEC §5.1/§5.2): one pass over query tiles; dk/dv
+// per-thread tiles O((kBQ + kBK) D) plus the per-call packs below — never L x L. A single
+// query tile with more than kSplitKeys keys (decode) is split over KV into chunks of fixed
+// size and combined exactly (SPEC §6.2) in chunk order. Backward (SPEC §5.1/§5.2): one pass over query tiles; dk/dv
 // partials per (head, fixed chunk of query tiles) reduced in a fixed order: no atomics, so
-// results are bit-identical for any thread count.
+// results are bit-identical for any thread count. Forward calls with several query tiles pack
+// V (and K, unless the AMX build reads bf16 K) per kv head once per call (O(L) memory). In the
+// AMX build (PLX_FAST_AMX, bf16 storage) the scores come from fast/amx_scores.hpp.
 #pragma once
 #include <omp.h>
 
+#include <type_traits>
 #include <vector>
 
 #include "fast/fast.hpp"
 #include "fast/lane_steps.hpp"
 #include "reference/dtype.hpp"
+#if defined(PLX_FAST_AMX)
+#include "fast/amx_scores.hpp"
+#endif
 
 namespace plx::fast::PLX_FAST_ISA {
 
@@ -55,8 +61,21 @@ template <class A> struct TileState {
 };
 
 template <class S, class A> struct FwdTile {
+#if defined(PLX_FAST_AMX)
+  // bf16 storage in the AMX build: scores on the tile unit (fast/amx_scores.hpp).
+  static constexpr bool kAmx = std::is_same_v<S, std::uint16_t> && std::is_same_v<A, float>;
+  AmxPackedX X;
+  std::vector<std::uint16_t> Kb;  // [kBK][Dp] bf16 copy of a key tile when it cannot be read in place
+#else
+  static constexpr bool kAmx = false;
+#endif
   const FwdArgs<S, A>& a;
   const Problem& p;
+  // Optional per-head packed copies [B][Hkv][Lkv][D or Dv] in A, made once per call: rows 4 KiB
+  // apart in the [B,L,H,D] layout alias in L1 (every row of a tile in the same sets).
+  const A* vpack = nullptr;
+  const A* kpack = nullptr;
+  const std::uint16_t* kpack16 = nullptr;  // AMX: [B][Hkv][Lkv + kBK][Dp] bf16, zero padding
   int BQ, NQ, D, Dv;
   bool probe;
   // thread-local buffers
@@ -71,7 +90,20 @@ template <class S, class A> struct FwdTile {
     O.assign(std::size_t(NQ + kPvSlack) * Dv, A(0));
     m.resize(BQ), d1.resize(BQ), d2.resize(BQ), alpha.resize(BQ), z0.resize(BQ);
     lo.resize(BQ), hi.resize(BQ);
+#if defined(PLX_FAST_AMX)
+    if constexpr (kAmx) {
+      static_assert(kBK == kAmxKeys, "AMX score tiles are 48 keys");
+      X.init(D, BQ, probe);
+      Kb.assign(std::size_t(kBK) * X.Dp, 0);
+      amx_config();  // tile configuration is per thread; FwdTile lives in one thread
+    }
+#endif
   }
+#if defined(PLX_FAST_AMX)
+  ~FwdTile() {
+    if constexpr (kAmx) _tile_release();
+  }
+#endif
 
   // Run query rows [i0, i0 + nr) of (b, h) over keys in [ks, ke) ∩ A_i. Leaves the state in m, d1, d2, O.
   void run(int b, int h, int i0, int nr, int ks, int ke) {
@@ -94,16 +126,43 @@ template <class S, class A> struct FwdTile {
     }
     std::fill(O.begin(), O.end(), A(0));
     if (U1 <= U0) return;
-    std::fill(Qt.begin(), Qt.end(), A(0));
-    load_rows_t(qb + i0 * ldq, ldq, nr, D, Qt.data(), NQ);
-    if (probe) load_rows_t(rb + i0 * ldq, ldq, nr, D, Qt.data() + BQ, NQ);
+    if constexpr (kAmx) {
+#if defined(PLX_FAST_AMX)
+      amx_pack_q(X, qb + i0 * ldq, ldq, nr, D);
+      if (probe) amx_pack_r(X, rb + i0 * ldq, ldq, nr, D);
+#endif
+    } else {
+      std::fill(Qt.begin(), Qt.end(), A(0));
+      load_rows_t(qb + i0 * ldq, ldq, nr, D, Qt.data(), NQ);
+      if (probe) load_rows_t(rb + i0 * ldq, ldq, nr, D, Qt.data() + BQ, NQ);
+    }
     const A sc = A(p.tau() * 1.4426950408889634);  // tau log2(e)
     for (int j0 = U0; j0 < U1; j0 += kBK) {
       const int nk = std::min(kBK, U1 - j0), nkp = round_up(nk, kMR);
-      load_rows(kb + j0 * ldk, ldk, nk, D, Kt.data(), D);
-      std::fill(Kt.begin() + std::size_t(nk) * D, Kt.begin() + std::size_t(nkp) * D, A(0));
-      load_rows(vb + j0 * ldv, ldv, nk, Dv, Vt.data(), Dv);
-      mk_scores<A>(Kt.data(), D, nkp, Qt.data(), NQ, NQ, D, St.data(), NQ);
+      // V rows (and K rows for fp32/fp64 whole blocks of kMR keys) from the per-head packed
+      // copies made once per call (forward_impl), else converted tile copies.
+      const A* Vp = Vt.data();
+      int ldvp = Dv;
+      if (vpack) Vp = vpack + ((std::size_t(b) * Hkv + g) * Lkv + j0) * Dv;
+      else load_rows(vb + j0 * ldv, ldv, nk, Dv, Vt.data(), Dv);
+      if constexpr (kAmx) {
+#if defined(PLX_FAST_AMX)
+        if (kpack16) {  // per-head packed bf16 K, rows Dp apart, kBK zero rows past Lkv
+          amx_scores(kpack16 + ((std::size_t(b) * Hkv + g) * (Lkv + kBK) + j0) * X.Dp, X.Dp, X, St.data(), NQ);
+        } else if (nk == kBK && D == X.Dp) {  // whole tile, no column padding: read K in place
+          amx_scores(kb + j0 * ldk, ldk, X, St.data(), NQ);
+        } else {  // partial tile or D % 32 != 0: zero-padded copy (stale rows past nk are finite)
+          for (int j = 0; j < nk; ++j) std::memcpy(Kb.data() + std::size_t(j) * X.Dp, kb + (j0 + j) * ldk, 2 * D);
+          amx_scores(Kb.data(), X.Dp, X, St.data(), NQ);
+        }
+#endif
+      } else if (kpack && nk == nkp) {
+        mk_scores<A>(kpack + ((std::size_t(b) * Hkv + g) * Lkv + j0) * D, D, nkp, Qt.data(), NQ, NQ, D, St.data(), NQ);
+      } else {
+        load_rows(kb + j0 * ldk, ldk, nk, D, Kt.data(), D);
+        std::fill(Kt.begin() + std::size_t(nk) * D, Kt.begin() + std::size_t(nkp) * D, A(0));
+        mk_scores<A>(Kt.data(), D, nkp, Qt.data(), NQ, NQ, D, St.data(), NQ);
+      }
       fwd_step<A>(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
                   d1.data(), d2.data(), alpha.data());
       for (int r = 0; r < NQ; ++r) {
@@ -112,7 +171,7 @@ template <class S, class A> struct FwdTile {
         A* o = O.data() + std::size_t(r) * Dv;
         for (int c = 0; c < Dv; ++c) o[c] *= al;
       }
-      mk_pv<A>(St.data(), NQ, nk, NQ, Vt.data(), Dv, Dv, O.data(), Dv);
+      mk_pv<A>(St.data(), NQ, nk, NQ, Vp, ldvp, Dv, O.data(), Dv);
     }
   }
 };
@@ -309,12 +368,47 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
   }
   auto row_ptr = [&](A* t, int b, int i, int h, int w) { return t ? t + ((std::size_t(b) * Lq + i) * Hq + h) * w : nullptr; };
   auto per_row = [&](A* t, int b, int h, int i) { return t ? t + (std::size_t(b) * Hq + h) * Lq + i : nullptr; };
+  // Tiled path with several query tiles: V (and K unless AMX reads bf16 K itself) packed per
+  // kv head and converted to A once per call — O(L) memory (the size of V, K in A) instead of a
+  // conversion per (query tile, key tile) — contiguous rows for the micro-kernels.
+  std::vector<A> vpack, kpack;
+  std::vector<std::uint16_t> kpack16;  // AMX: bf16 K per head, rows padded to Dp (measured 2.3x
+                                       // faster tile loads than rows 4 KiB apart)
+  if (nqt > 1) {
+#if defined(PLX_FAST_AMX)
+    if constexpr (FwdTile<S, A>::kAmx) {
+      const int Dp = (p.D + 31) / 32 * 32, Hkv = p.Hkv;
+      kpack16.assign(std::size_t(B) * Hkv * (Lkv + kBK) * Dp, 0);
+#pragma omp parallel for schedule(static)
+      for (long t = 0; t < long(B) * Hkv * Lkv; ++t) {
+        const int j = int(t % Lkv), g = int((t / Lkv) % Hkv), b = int(t / (long(Lkv) * Hkv));
+        std::memcpy(kpack16.data() + ((std::size_t(b) * Hkv + g) * (Lkv + kBK) + j) * Dp,
+                    a.k + ((std::size_t(b) * Lkv + j) * Hkv + g) * p.D, 2 * std::size_t(p.D));
+      }
+    }
+#endif
+    const int Hkv = p.Hkv, D = p.D;
+    const bool packk = !FwdTile<S, A>::kAmx;
+    vpack.resize(std::size_t(B) * Hkv * Lkv * Dv);
+    if (packk) kpack.resize(std::size_t(B) * Hkv * Lkv * D);
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < long(B) * Hkv * Lkv; ++t) {
+      const int j = int(t % Lkv), g = int((t / Lkv) % Hkv), b = int(t / (long(Lkv) * Hkv));
+      const std::size_t src = (std::size_t(b) * Lkv + j) * Hkv + g;
+      for (int c = 0; c < Dv; ++c) vpack[std::size_t(t) * Dv + c] = to_acc<A>(a.v[src * Dv + c]);
+      if (packk)
+        for (int c = 0; c < D; ++c) kpack[std::size_t(t) * D + c] = to_acc<A>(a.k[src * D + c]);
+    }
+  }
   if (nsplit > 1 && Lq == 1) {
     decode_splits(a, nsplit, BQ, NQ, ws_s, ws_o);
   } else {
 #pragma omp parallel
   {
     FwdTile<S, A> T(a, BQ);
+    if (!vpack.empty()) T.vpack = vpack.data();
+    if (!kpack.empty()) T.kpack = kpack.data();
+    if (!kpack16.empty()) T.kpack16 = kpack16.data();
 #pragma omp for schedule(dynamic, 1)
     for (long task = 0; task < ntask; ++task) {
       // Largest query tiles first (causal balance): qt runs from the last tile down.

@@ -1,7 +1,7 @@
 // fast/dispatch.hpp — the per-ISA entry points behind plx::fast::attention_*_tiles.
 //
 // Charter: declares the driver instantiations of each instruction-set build (avx512,
-// generic) for the three (storage, accumulation) pairs: (float, float), (bf16 bits, float),
+// generic, and amx for the bf16 forward only) for the three (storage, accumulation) pairs: (float, float), (bf16 bits, float),
 // (double, double). fast/fast.cpp picks one set at run time. Nothing is computed here.
 #pragma once
 #include <cstdint>
@@ -21,4 +21,8 @@ namespace plx::fast {
 PLX_FAST_DECLARE(avx512)
 PLX_FAST_DECLARE(generic)
 #undef PLX_FAST_DECLARE
+// bf16 forward with AMX score tiles (fast/tiles_amx.cpp); fast.cpp checks CPUID and the OS first.
+namespace amx {
+void fwd(const FwdArgs<std::uint16_t, float>&);
+}
 }  // namespace plx::fast

@@ -8,8 +8,13 @@
 // output buffers are NaN-poisoned before the drivers run. No arithmetic kernels here.
 #include "fast/fast.hpp"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
+#include <cpuid.h>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -25,6 +30,25 @@ bool use_avx512() {
                            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   return have && !g_force_generic.load();
 }
+std::atomic<bool> g_force_bf16_widen{false};
+// AMX for the bf16 scores: CPUID AMX-TILE + AMX-BF16, the OS enables the tile state in XCR0
+// (bits 17, 18), and Linux grants this process XTILEDATA (arch_prctl ARCH_REQ_XCOMP_PERM).
+bool amx_available() {
+  static const bool ok = [] {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool tile = (d >> 24) & 1u, bf16 = (d >> 22) & 1u;
+    if (!tile || !bf16) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1u)) return false;  // OSXSAVE
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3u) != 3u) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
+}
+bool use_amx() { return use_avx512() && !g_force_bf16_widen.load() && amx_available(); }
 constexpr int kMaxD = 512;   // tile buffers are sized for L1/L2; beyond this the kernels are not tuned or tested
 constexpr int kMaxDlla = 256;  // LLA pre-pass holds a D x D matrix per thread
 
@@ -62,9 +86,6 @@ std::string why_not_forward(const Problem& p) {
     if (p.block_size() != p.D)
       return "fast path: block-diagonal LLA (solver.block=" + std::to_string(p.solver.block) +
              " < D) is not implemented; use the reference";
-    if (p.solver.method != SolverMethod::Direct)
-      return "fast path: LLA solves are direct (Cholesky on C + lambda I); solver.method=" +
-             to_string(p.solver.method) + " is not implemented";
     if (p.D > kMaxDlla) return "fast path: LLA needs D <= " + std::to_string(kMaxDlla) + ", got D=" + std::to_string(p.D);
   }
   return "";
@@ -80,6 +101,8 @@ std::string why_not_backward(const Problem& p) {
 }
 
 template <class S, class A> void run_fwd(const FwdArgs<S, A>& a) {
+  if constexpr (std::is_same_v<S, std::uint16_t>)
+    if (use_amx()) return amx::fwd(a);
   if (use_avx512()) avx512::fwd(a);
   else generic::fwd(a);
 }
@@ -92,11 +115,15 @@ template <class S, class A> CandidateResult run(const Problem& p, const Inputs& 
   const std::size_t B = p.B, Lq = p.Lq, Lkv = p.Lkv, Hq = p.Hq, Hkv = p.Hkv, D = p.D, Dv = p.Dv;
   const std::size_t nrow = B * Hq * Lq;
   const auto q = to_storage<S>(in.q), k = to_storage<S>(in.k), v = to_storage<S>(in.v);
-  std::vector<A> r, alpha, omega_pre;
+  std::vector<A> r, dom_pre, omega_pre;  // dom_pre = Delta/omega of the LLA solve
+  std::vector<LlaSolveReport> cg_rep;
+  const bool cg = p.probe == Probe::Solver && p.solver.method != SolverMethod::Direct;
   if (p.probe == Probe::Learned) r = to_acc_vec<A>(in.r);
   if (p.probe == Probe::Solver) {
-    r.assign(B * Lq * Hq * D, qnan<A>()), alpha.assign(nrow, qnan<A>()), omega_pre.assign(nrow, qnan<A>());
-    lla_probe<S, A>(p, q.data(), k.data(), in.lambda.ptr(), r.data(), alpha.data(), omega_pre.data());
+    r.assign(B * Lq * Hq * D, qnan<A>()), dom_pre.assign(nrow, qnan<A>()), omega_pre.assign(nrow, qnan<A>());
+    if (cg) cg_rep.resize(nrow);
+    lla_probe<S, A>(p, q.data(), k.data(), in.lambda.ptr(), r.data(), dom_pre.data(), omega_pre.data(),
+                    cg ? cg_rep.data() : nullptr);
   }
   // Outputs poisoned with NaN: every entry must be written by the drivers.
   std::vector<A> out(B * Lq * Hq * Dv, qnan<A>()), vbar(out.size(), qnan<A>()), m2(nrow, qnan<A>()),
@@ -120,7 +147,7 @@ template <class S, class A> CandidateResult run(const Problem& p, const Inputs& 
           if (!(d1[ro] > A(0))) continue;  // empty row: already 0
           A dom;                           // Delta / omega
           if (p.probe == Probe::Solver) {
-            dom = A(1) / (A(1) + alpha[ro]);  // SPEC §3.5: Delta = omega / (1 + alpha)
+            dom = dom_pre[ro];  // SPEC §3.5: Delta = omega / (1 + alpha) (CG: 1 - rho.(kbar - q))
           } else {  // learned: 1 - r.(kbar - q) = 1 - zb' - r.(k_lo - q), zb' = zbar - z0 (shifted mean,
                     // from the kernel) and one dot product with k_lo - q: no cancellation of r.k vs r.q
             const std::size_t qo = ((std::size_t(b) * Lq + i) * Hq + h) * D;
@@ -137,7 +164,7 @@ template <class S, class A> CandidateResult run(const Problem& p, const Inputs& 
           if (dd == A(0))
             throw NumericalError("fast path: query-anchored denominator d = 0 at row (b=" + std::to_string(b) +
                                  ", h=" + std::to_string(h) + ", i=" + std::to_string(i) + ")");
-          if (p.probe == Probe::Solver) {  // kernel probe theta = (1 + alpha) rho: out = (Delta / d) out_cov
+          if (p.probe == Probe::Solver) {  // kernel probe theta = rho / (Delta/omega): out = (Delta / d) out_cov
             const A f = Delta / dd;
             for (std::size_t c = 0; c < Dv; ++c) out_final[oo + c] = f * out[oo + c];
           } else {
@@ -166,10 +193,16 @@ template <class S, class A> CandidateResult run(const Problem& p, const Inputs& 
       for (int b = 0; b < p.B; ++b)
         for (int i = 0; i < p.Lq; ++i)
           for (int h = 0; h < p.Hq; ++h) {
-            const A al = alpha[(std::size_t(b) * Hq + h) * Lq + i];
-            for (std::size_t d = 0; d < D; ++d) pr[((std::size_t(b) * Lq + i) * Hq + h) * D + d] /= (A(1) + al);
+            const A dm = dom_pre[(std::size_t(b) * Hq + h) * Lq + i];
+            for (std::size_t d = 0; d < D; ++d) pr[((std::size_t(b) * Lq + i) * Hq + h) * D + d] *= dm;
           }
     res.saved["probe"] = widen(pr, {B, Lq, Hq, D});
+  }
+  if (cg) {  // the reference's CG report (diagnostics cg_iters, cg_residual) plus the converged flag
+    Tensor<double> it({B, Hq, Lq}), rr({B, Hq, Lq}), cv({B, Hq, Lq});
+    for (std::size_t t = 0; t < nrow; ++t)
+      it.data[t] = cg_rep[t].iterations, rr.data[t] = cg_rep[t].rel_residual, cv.data[t] = cg_rep[t].converged;
+    res.saved["cg_iters"] = std::move(it), res.saved["cg_residual"] = std::move(rr), res.saved["cg_converged"] = std::move(cv);
   }
   if (!backward) return res;
 
@@ -234,6 +267,8 @@ CandidateResult forward_backward(const Problem& p, const Inputs& in) { return di
 
 std::string isa() { return use_avx512() ? "avx512" : "generic"; }
 void force_generic(bool on) { g_force_generic = on; }
+std::string bf16_kernel() { return use_amx() ? "amx" : use_avx512() ? "avx512-widen" : "generic-widen"; }
+void force_bf16_widen(bool on) { g_force_bf16_widen = on; }
 
 template <class S, class A> void attention_forward_tiles(const FwdArgs<S, A>& a) { run_fwd(a); }
 template <class S, class A> void attention_backward_tiles(const BwdArgs<S, A>& a) { run_bwd(a); }

@@ -3,7 +3,8 @@
 // Charter: run the truth (double-double reference), the same-precision baseline (the
 // reference instantiated on float, or double in F64 mode, on the same rounded inputs) and
 // the candidate, and compare them through validation/compare.hpp with the FlashAttention
-// rule plus a derived floor (see floor_rel). Also bit-identity helpers for thread counts.
+// rule plus a derived floor (see floor_rel): check_forward (out) and check_lse. Also
+// bit-identity helpers for thread counts.
 #pragma once
 #include <omp.h>
 
@@ -61,6 +62,80 @@ template <class F> auto with_threads(int n, F&& f) {
   auto r = f();
   omp_set_num_threads(old);
   return r;
+}
+
+// The out check of one problem; returns the report (printed on failure). For CG solves the
+// key-mean anchor needs the reference's diagnostics (condition numbers, an eigen-solve per row)
+// only for the CG floor: they are computed on a second call, when the first check fails.
+inline TensorReport check_forward(const Problem& p, const Inputs& in, const CandidateResult& c,
+                                  bool cg_diagnostics = false) {
+  ForwardOptions o;
+  o.saved = p.probe != Probe::None;
+  const bool cg_solve = p.probe == Probe::Solver && p.solver.method != SolverMethod::Direct;
+  o.diagnostics = (p.probe != Probe::None && p.anchor == Anchor::Query) || (cg_solve && cg_diagnostics);
+  const bool cg = cg_solve && o.diagnostics;
+  const Forward<dd> F = attention_forward<dd>(p, in, o);
+  const Tensor<double> truth = as_double(F.out);
+  const Tensor<double> base = baseline_out(p, in);
+  Tolerance tol;
+  tol.baseline_ratio = 2.0;
+  tol.rel_floor = floor_rel(p, p.Lkv);
+  tol.why = "2x same-precision reference baseline, floor 4u(sqrt(Lkv)+sqrt(D)) max|out| (+2^-8 for bf16 out)";
+  if (p.probe != Probe::None) {
+    // Probe members add the rounding of z_j = theta.k_j: |dz| <~ u (sqrt(D) + sqrt(Lkv)) |theta| |k|
+    // (D-term dot product, Lkv-term weighted means of z), entering out through
+    // sum_j p_j dz_j (v_j - vbar) (<= 2 max|v| dz); a query anchor multiplies the probe by
+    // gamma = 1 + alpha (LLA: theta = gamma rho) and the error of gamma = 1/(Delta/omega) by gamma^2
+    // (for the learned query-anchored probe the first factor over-counts by one gamma).
+    double pmax = 0, kn = 0, vmax = 0, gmax = 1;
+    for (const auto& x : F.saved.at("probe").data) pmax = std::max(pmax, std::abs(to_double(x)));
+    for (std::size_t o0 = 0; o0 < in.k.size(); o0 += p.D) {
+      double ss = 0;
+      for (int d = 0; d < p.D; ++d) ss += in.k.data[o0 + d] * in.k.data[o0 + d];
+      kn = std::max(kn, std::sqrt(ss));
+    }
+    for (double x : in.v.data) vmax = std::max(vmax, std::abs(x));
+    if (o.diagnostics)
+      for (double a : F.diag.at("alpha").data) gmax = std::max(gmax, std::abs(1 + a));
+    tol.abs_floor = 4 * acc_u(p) * (std::sqrt(double(p.D)) + std::sqrt(double(p.Lkv))) * gmax * gmax * gmax * pmax *
+                    kn * 2 * vmax;
+    tol.why += "; + 4u(sqrt(D)+sqrt(Lkv)) gamma^3 |probe| |k| 2max|v| (rounding of z = probe.k)";
+    if (cg) {
+      // A fixed-count CG is not backward stable: its rounding errors are amplified by up to
+      // ~kappa per iteration of the recurrences (attainable accuracy ~ u kappa ||x||, Greenbaum),
+      // so two correct fp64 CGs with different matvec summation orders (the fast path's fused
+      // matrix-free pass vs the reference's formed matrix) differ by up to
+      // 4 u64 iters kappa |probe|; that moves out by the probe term above (|k| 2max|v| gamma^3).
+      // kappa = cond(Sigma/omega) (query anchor) or cond(C + lambda I) (key mean), per row.
+      double kap = 1;
+      for (double c : F.diag.at(p.anchor == Anchor::Query ? "cond_Sigma" : "cond_C").data)
+        if (std::isfinite(c)) kap = std::max(kap, c);
+      tol.abs_floor += 4 * 0x1p-53 * p.solver.cg_max_iters * kap * gmax * gmax * gmax * pmax * kn * 2 * vmax;
+      tol.why += "; + 4 u64 iters kappa gamma^3 |probe| |k| 2max|v| (fp64 CG rounding amplification)";
+    }
+  }
+  TensorReport r = compare_tensor("out", c.out, truth, out_dtype(p), tol, &base);
+  if (!r.passed && cg_solve && !cg) return check_forward(p, in, c, true);
+  return r;
+}
+
+// lse (saved) against the truth: |lse| error <= |m| u + (error of ln omega) ~ 4u(|lse| + sqrt(Lkv) + sqrt(D));
+// empty rows (lse = -inf in both) are set to 0 in both before comparing.
+inline TensorReport check_lse(const Problem& p, const Inputs& in, const CandidateResult& c) {
+  ForwardOptions o;
+  o.saved = true;
+  Tensor<double> truth = as_double(attention_forward<dd>(p, in, o).saved.at("lse"));
+  Tensor<double> cand = c.saved.at("lse");
+  double mx = 0;
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    if (std::isinf(truth.data[i]) && std::isinf(cand.data[i]) && truth.data[i] < 0 && cand.data[i] < 0)
+      truth.data[i] = cand.data[i] = 0;
+    mx = std::max(mx, std::abs(truth.data[i]));
+  }
+  Tolerance tol;
+  tol.abs_floor = 4 * acc_u(p) * (mx + std::sqrt(double(p.Lkv)) + std::sqrt(double(p.D)) + 1);
+  tol.why = "4u(max|lse| + sqrt(Lkv) + sqrt(D) + 1): rounding of m plus ln of an Lkv-term sum";
+  return compare_tensor("lse", cand, truth, DType::F32, tol, nullptr);
 }
 
 }  // namespace plx::test
