@@ -8,6 +8,11 @@
 //      16), fp32 scores/sums, p1 and p2 fed to the PV mma as hi + lo pairs of the input type
 //      (no 16-bit rounding of P; the extra mma is free in a memory-bound kernel);
 //   v2 CUDA cores: fp32 throughout (p1, p2 never rounded), compute-bound for G >= 4.
+//   v4 tuning of v3 (default since 2026-11-29, docs/gpu-results.md "Decode v4"): for G <= 4 the
+//      16 mma rows are stacked — A rows q (0-7) / r (8-15) in the score mma, so one mma gives s
+//      and z; p1 hi / p1 lo / p2 hi / p2 lo as rows 0-3 / 4-7 / 8-11 / 12-15 in the PV mma
+//      (32 instead of 96 mma per warp and 16 keys, 127 instead of 230 registers); and the
+//      fused combine stages the split records in shared memory and weights each split once.
 // Stable formulation (both): the closed form of SPEC §4.1 with the per-row shift
 // z_j -> z_j - z0 of SPEC §7.1, so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when
 // |zbar| >> sigma_z (the output is invariant to z0; only rounding depends on it).
@@ -21,6 +26,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "kernels/device_common.cuh"
 #include "kernels/kernels_internal.hpp"
@@ -30,6 +36,14 @@ namespace plx::cuda::detail {
 constexpr int kDecThreads = 128;  // 4 warps
 constexpr int kDecTile = 64;      // keys per shared-memory stage
 constexpr int kDecPad = 16;       // elements of row padding: row stride = 8 words mod 32 banks
+
+// v4 tuning switches of the tensor-core decode (bench/cuda/bench_parallax_decode.cu times each;
+// PLX_CUDA_DECODE_FLAGS overrides the default for experiments):
+constexpr int kDecStack = 1;        // G <= 4: q/r and p1/p2 hi/lo stacked as the 16 mma rows
+constexpr int kDecFastCombine = 2;  // last block stages the split records in smem before combining
+constexpr int kDecNoAutoV2 = 4;     // never pick the CUDA-core v2 (MHA, B*Hkv >= 128, one split)
+constexpr int kDecCombinePair = 8;  // with 2: the first staged combine (per column pair, no weight table)
+constexpr int kDecDefaultFlags = kDecStack | kDecFastCombine;
 
 // Arrival counters of v3's fused combine: B*Hkv ints after the split records (params.hpp).
 __device__ __forceinline__ int* decode_counters(const AttnParams& p) {
@@ -276,29 +290,30 @@ __global__ void __launch_bounds__(kDecThreads) parallax_decode_kernel(const Attn
 
 // Exact combine of SPEC §6.2 for one (b, hq) and one output column pair, reading the split
 // workspace through L2 (__ldcg: other blocks wrote it).
-template <class T, int D, bool PLX> __device__ __forceinline__ void combine_one(const AttnParams& p, int b, int hq, int cp) {
+template <class T, int D, bool PLX, bool SMEM>
+__device__ __forceinline__ void combine_rec(const AttnParams& p, int b, int hq, int cp, const float* w0) {
   const int S_ = p.num_splits;
-  const float* w0 = p.workspace + ((long long)b * p.Hq + hq) * S_ * (4 + 2 * D);
+  auto ld = [](const float* a) { return SMEM ? *a : __ldcg(a); };
   float M = -INFINITY;
   int cbest = 0;
   for (int c = 0; c < S_; ++c) {
-    const float mc = __ldcg(w0 + c * (4 + 2 * D));
+    const float mc = ld(w0 + c * (4 + 2 * D));
     if (mc > M) M = mc, cbest = c;
   }
-  const float Z0 = __ldcg(w0 + cbest * (4 + 2 * D) + 3);  // shift of the heaviest split (near zbar)
+  const float Z0 = ld(w0 + cbest * (4 + 2 * D) + 3);  // shift of the heaviest split (near zbar)
   float d1 = 0.f, d2 = 0.f, a0 = 0.f, a1 = 0.f, c0 = 0.f, c1 = 0.f;
   if (M != -INFINITY) {
     for (int c = 0; c < S_; ++c) {
       const float* w = w0 + c * (4 + 2 * D);
-      const float mc = __ldcg(w);
+      const float mc = ld(w);
       if (mc == -INFINITY) continue;                 // empty chunk: weight 0, never -inf - -inf
       const float a = exp2f(mc - M);
-      const float dz = __ldcg(w + 3) - Z0;           // re-centre the shift
-      const float e1 = __ldcg(w + 1);
-      d1 += a * e1, d2 += a * (__ldcg(w + 2) + dz * e1);
-      const float x0 = __ldcg(w + 4 + cp * 2), x1 = __ldcg(w + 4 + cp * 2 + 1);
+      const float dz = ld(w + 3) - Z0;           // re-centre the shift
+      const float e1 = ld(w + 1);
+      d1 += a * e1, d2 += a * (ld(w + 2) + dz * e1);
+      const float x0 = ld(w + 4 + cp * 2), x1 = ld(w + 4 + cp * 2 + 1);
       a0 += a * x0, a1 += a * x1;
-      if (PLX) c0 += a * (__ldcg(w + 4 + D + cp * 2) + dz * x0), c1 += a * (__ldcg(w + 4 + D + cp * 2 + 1) + dz * x1);
+      if (PLX) c0 += a * (ld(w + 4 + D + cp * 2) + dz * x0), c1 += a * (ld(w + 4 + D + cp * 2 + 1) + dz * x1);
     }
   }
   float out0 = 0.f, out1 = 0.f, vb0 = 0.f, vb1 = 0.f;
@@ -322,6 +337,15 @@ template <class T, int D, bool PLX> __device__ __forceinline__ void combine_one(
     if (p.d1) p.d1[row] = d1;
     if (p.zbar) p.zbar[row] = e || !PLX ? 0.f : d2 / d1 + Z0;
   }
+}
+
+template <class T, int D, bool PLX> __device__ __forceinline__ void combine_one(const AttnParams& p, int b, int hq, int cp) {
+  combine_rec<T, D, PLX, false>(p, b, hq, cp, p.workspace + ((long long)b * p.Hq + hq) * p.num_splits * (4 + 2 * D));
+}
+// v4: the same combine from records staged in shared memory (w0 = this head's S records).
+template <class T, int D, bool PLX>
+__device__ __forceinline__ void combine_smem(const AttnParams& p, int b, int hq, int cp, const float* w0) {
+  combine_rec<T, D, PLX, true>(p, b, hq, cp, w0);
 }
 
 // v2's separate combine launch: one block per (hq, b), one thread per output column pair.
@@ -388,8 +412,8 @@ __device__ __forceinline__ void decode_finish(const AttnParams& p, int b, int hq
   }
 }
 
-template <class T, int D, bool PLX>
-__global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnParams p) {
+template <class T, int D, bool PLX, bool STK>
+__global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnParams p, const int flags) {
   using S3 = Decode3Smem<D>;
   constexpr int RS = S3::RS, TK = kD3Tile, NT = 128, CH = D / 8, NTO = D / 8, NS = kD3Stages, CW = S3::CW;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -423,13 +447,28 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
     }
   };
   if (ntiles > 0) load_tile(0, 0);
-  for (int idx = tid; idx < 16 * CH; idx += NT) {  // q, r rows of the group; zero rows g >= G
-    const int g = idx / CH, c = idx % CH;
-    const bool ok = g < G;
-    const int hq = hk * G + (ok ? g : 0);
-    cp_async16(Qs + g * RS + c * 8, static_cast<const T*>(p.q) + b * p.q_batch_stride + hq * p.q_head_stride + c * 8, ok);
-    if (PLX)
-      cp_async16(Rs + g * RS + c * 8, static_cast<const T*>(p.r) + b * p.r_batch_stride + hq * p.r_head_stride + c * 8, ok);
+  if (STK) {
+    // v4 stacked rows (G <= 4): rows 0-3 and 4-7 = q of heads 0-3 (twice), rows 8-11 and 12-15
+    // = r of heads 0-3 (twice; zero for softmax). One score mma gives s (row g) and z (row 8+g),
+    // and lanes 16-31 (rows 4-7) see the same head as lanes 0-15 without a shuffle.
+    for (int idx = tid; idx < 16 * CH; idx += NT) {
+      const int row = idx / CH, c = idx % CH, g = row & 3;
+      const bool isr = row >= 8;
+      const bool ok = g < G && (PLX || !isr);
+      const int hq = hk * G + (ok ? g : 0);
+      const T* src = isr && PLX ? static_cast<const T*>(p.r) + b * p.r_batch_stride + hq * p.r_head_stride
+                                : static_cast<const T*>(p.q) + b * p.q_batch_stride + hq * p.q_head_stride;
+      cp_async16(Qs + row * RS + c * 8, src + c * 8, ok);
+    }
+  } else {
+    for (int idx = tid; idx < 16 * CH; idx += NT) {  // q, r rows of the group; zero rows g >= G
+      const int g = idx / CH, c = idx % CH;
+      const bool ok = g < G;
+      const int hq = hk * G + (ok ? g : 0);
+      cp_async16(Qs + g * RS + c * 8, static_cast<const T*>(p.q) + b * p.q_batch_stride + hq * p.q_head_stride + c * 8, ok);
+      if (PLX)
+        cp_async16(Rs + g * RS + c * 8, static_cast<const T*>(p.r) + b * p.r_batch_stride + hq * p.r_head_stride + c * 8, ok);
+    }
   }
   cp_async_commit();
   if (ntiles > 1) load_tile(1, 1);
@@ -441,13 +480,13 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
   bool z0set[2] = {false, false};
   const float qscale = p.scale * kLog2e;
 
-  float o1[NTO][4], o2[PLX ? NTO : 1][4];
+  float o1[NTO][4], o2[PLX ? NTO : 1][4];  // STK: o1 holds all 16 stacked rows, o2 unused
 #pragma unroll
   for (int i = 0; i < NTO; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       o1[i][e] = 0.f;
-      if (PLX) o2[i][e] = 0.f;
+      if (PLX && !STK) o2[i][e] = 0.f;
     }
   float m_run[2] = {-INFINITY, -INFINITY}, d1[2] = {0.f, 0.f}, d2[2] = {0.f, 0.f};
   const unsigned qs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Qs));
@@ -465,7 +504,84 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
     cp_async_wait<2>();
     __syncthreads();
     const int kw = c_lo + t * TK + warp * 16;  // this warp's first key
-    if (kw < c_hi) {                            // warp-uniform
+    if (STK && kw < c_hi) {
+      // ---- v4 stacked step: 16 score mma (s and z together) + 16 PV mma (p1/p2 hi/lo stacked) ----
+      float s[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[i][e] = 0.f;
+      const unsigned kb = ks_addr + (buf * TK + warp * 16) * RS * 2;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        std::uint32_t aq[4], b0, b1, b2, b3;
+        ldsm_x4(qs_addr + a_off + ks * 32, aq[0], aq[1], aq[2], aq[3]);
+        ldsm_x4(kb + bk_off + ks * 32, b0, b1, b2, b3);
+        mma16816<T>(s[0], aq, b0, b1);
+        mma16816<T>(s[1], aq, b2, b3);
+      }
+      // s[i][0..1]: q.k of head (r0 & 3), keys kw + 8i + 2(lane&3) + {0,1}; s[i][2..3]: r.k (= z) of the same keys
+      float x[2][2], mx = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int key = kw + i * 8 + (lane & 3) * 2 + e;
+          x[i][e] = key < c_hi ? s[i][e] * qscale : -INFINITY;
+          mx = fmaxf(mx, x[i][e]);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m_run[0], mx);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;
+      const float alpha = exp2f(m_run[0] - m_use);
+      m_run[0] = m_new;
+      float ls1 = 0.f, ls2 = 0.f, p2[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) x[i][e] = exp2f(x[i][e] - m_use), ls1 += x[i][e];
+      if (PLX) {
+        const bool need = !z0set[0] && mx != -INFINITY;
+        if (__any_sync(0xffffffffu, need)) {
+          float w = ls1, wz = x[0][0] * s[0][2] + x[0][1] * s[0][3] + x[1][0] * s[1][2] + x[1][1] * s[1][3];
+          w += __shfl_xor_sync(0xffffffffu, w, 1);
+          w += __shfl_xor_sync(0xffffffffu, w, 2);
+          wz += __shfl_xor_sync(0xffffffffu, wz, 1);
+          wz += __shfl_xor_sync(0xffffffffu, wz, 2);
+          if (need) z0r[0] = wz / w, z0set[0] = true;
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) p2[i][e] = x[i][e] * (s[i][2 + e] - z0r[0]), ls2 += p2[i][e];
+      }
+      d1[0] = d1[0] * alpha + ls1, d2[0] = d2[0] * alpha + ls2;
+#pragma unroll
+      for (int i = 0; i < NTO; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o1[i][e] *= alpha;
+      // A rows: 0-3 p1 hi, 4-7 p1 lo, 8-11 p2 hi, 12-15 p2 lo (hi + lo = p to ~2^-16, as v3).
+      const bool lo_half = lane >= 16;
+      std::uint32_t a[4], h, l;
+      split_pack<T>(x[0][0], x[0][1], h, l), a[0] = lo_half ? l : h;
+      split_pack<T>(x[1][0], x[1][1], h, l), a[2] = lo_half ? l : h;
+      if (PLX) {
+        split_pack<T>(p2[0][0], p2[0][1], h, l), a[1] = lo_half ? l : h;
+        split_pack<T>(p2[1][0], p2[1][1], h, l), a[3] = lo_half ? l : h;
+      } else {
+        a[1] = a[3] = 0u;
+      }
+      const unsigned vb = vs_addr + (buf * TK + warp * 16) * RS * 2;
+#pragma unroll
+      for (int np = 0; np < D / 16; ++np) {
+        std::uint32_t b0, b1, b2, b3;
+        ldsm_x4_t(vb + bv_off + np * 32, b0, b1, b2, b3);
+        mma16816<T>(o1[2 * np], a, b0, b1);
+        mma16816<T>(o1[2 * np + 1], a, b2, b3);
+      }
+    }
+    if (!STK && kw < c_hi) {                    // warp-uniform
       float s[2][4], z[2][4];
 #pragma unroll
       for (int i = 0; i < 2; ++i)
@@ -583,8 +699,28 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
   cp_async_wait<0>();
   __syncthreads();
   // ---- merge the 4 warp states (exact rescaling, SPEC §6.2) ----
+  if (STK) {
+    // rows r0 (lanes 0-15: hi, 16-31: lo) hold O1 of head r0 & 3 in e = 0, 1 and O2 in e = 2, 3
+    d1[0] += __shfl_xor_sync(0xffffffffu, d1[0], 1);
+    d1[0] += __shfl_xor_sync(0xffffffffu, d1[0], 2);
+    d2[0] += __shfl_xor_sync(0xffffffffu, d2[0], 1);
+    d2[0] += __shfl_xor_sync(0xffffffffu, d2[0], 2);
+    float* c = comb + (warp * 16 + r0) * CW;
+    if (lane < 16 && (lane & 3) == 0) c[0] = m_run[0], c[1] = d1[0], c[2] = d2[0], c[3] = z0r[0];
 #pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
+    for (int nt = 0; nt < NTO; ++nt) {
+      float v[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[e] = o1[nt][e] + __shfl_xor_sync(0xffffffffu, o1[nt][e], 16);  // hi + lo
+      const int col = nt * 8 + (lane & 3) * 2;
+      if (lane < 16) {
+        c[4 + col] = v[0], c[4 + col + 1] = v[1];
+        if (PLX) c[4 + D + col] = v[2], c[4 + D + col + 1] = v[3];
+      }
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2 && !STK; ++rr) {
     d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 1);
     d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 2);
     d2[rr] += __shfl_xor_sync(0xffffffffu, d2[rr], 1);
@@ -636,17 +772,112 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
     __syncthreads();
     if (s_last) {
       __threadfence();
-      for (int idx = tid; idx < G * (D / 2); idx += NT) combine_one<T, D, PLX>(p, b, hk * G + idx / (D / 2), idx % (D / 2));
+      constexpr int CWS = 4 + 2 * D;  // one split record (floats)
+      const int nf = G * S_ * CWS;    // this kv head's records: contiguous (heads hk*G .. hk*G+G-1)
+      if ((flags & kDecFastCombine) && (flags & kDecCombinePair) && nf * 4 <= S3::bytes) {
+        // v4b (measured, superseded): staged records, then combine_smem per (head, column pair).
+        float* sw = reinterpret_cast<float*>(smem_raw);
+        const float4* src = reinterpret_cast<const float4*>(p.workspace + ((long long)b * p.Hq + hk * G) * S_ * CWS);
+        for (int i = tid; i < nf / 4; i += NT) reinterpret_cast<float4*>(sw)[i] = __ldcg(src + i);
+        __syncthreads();
+        for (int idx = tid; idx < G * (D / 2); idx += NT)
+          combine_smem<T, D, PLX>(p, b, hk * G + idx / (D / 2), idx % (D / 2), sw + (idx / (D / 2)) * S_ * CWS);
+      } else if ((flags & kDecFastCombine) && (nf + 2 * G * S_ + 2 * G) * 4 <= S3::bytes) {
+        // v4: stage all records in shared memory with independent 16-byte L2 loads (one round
+        // trip instead of one per split), compute each split's weight exp2(m_c - M) and shift
+        // z0_c - Z0 once per (head, split), then one thread per (head, 4 columns) sums over the
+        // splits with 16-byte shared loads. Same SPEC §6.2 algebra as combine_one.
+        float* sw = reinterpret_cast<float*>(smem_raw);  // [G][S][CWS] records
+        float* wt = sw + nf;                             // [G][S][2]: a_c, dz_c (a_c = 0: skip)
+        float* hd = wt + 2 * G * S_;                     // [G][2]: M, Z0
+        const float4* src = reinterpret_cast<const float4*>(p.workspace + ((long long)b * p.Hq + hk * G) * S_ * CWS);
+        const int n4 = nf / 4;
+        for (int base = tid; base < n4; base += 8 * NT) {
+          float4 r[8];
+#pragma unroll
+          for (int u = 0; u < 8; ++u)
+            if (base + u * NT < n4) r[u] = __ldcg(src + base + u * NT);
+#pragma unroll
+          for (int u = 0; u < 8; ++u)
+            if (base + u * NT < n4) reinterpret_cast<float4*>(sw)[base + u * NT] = r[u];
+        }
+        __syncthreads();
+        if (tid < G) {
+          float M = -INFINITY;
+          int cbest = 0;
+          for (int c = 0; c < S_; ++c) {
+            const float mc = sw[(tid * S_ + c) * CWS];
+            if (mc > M) M = mc, cbest = c;
+          }
+          hd[2 * tid] = M, hd[2 * tid + 1] = sw[(tid * S_ + cbest) * CWS + 3];  // shift of the heaviest split
+        }
+        __syncthreads();
+        for (int idx = tid; idx < G * S_; idx += NT) {
+          const float* w = sw + idx * CWS;
+          const float M = hd[2 * (idx / S_)], mc = w[0];
+          const bool skip = M == -INFINITY || mc == -INFINITY;  // empty chunk: weight 0, never -inf - -inf
+          wt[2 * idx] = skip ? 0.f : exp2f(mc - M);
+          wt[2 * idx + 1] = skip ? 0.f : w[3] - hd[2 * (idx / S_) + 1];
+        }
+        __syncthreads();
+        for (int idx = tid; idx < G * (D / 4); idx += NT) {
+          const int g = idx / (D / 4), q4 = idx % (D / 4);
+          float d1s = 0.f, d2s = 0.f;
+          float4 A = make_float4(0.f, 0.f, 0.f, 0.f), C = A;
+          for (int c = 0; c < S_; ++c) {
+            const float a = wt[2 * (g * S_ + c)], dz = wt[2 * (g * S_ + c) + 1];
+            if (a == 0.f) continue;
+            const float* w = sw + (g * S_ + c) * CWS;
+            const float e1 = w[1];
+            d1s += a * e1, d2s += a * (w[2] + dz * e1);
+            const float4 x = *reinterpret_cast<const float4*>(w + 4 + 4 * q4);
+            A.x += a * x.x, A.y += a * x.y, A.z += a * x.z, A.w += a * x.w;
+            if (PLX) {
+              const float4 y = *reinterpret_cast<const float4*>(w + 4 + D + 4 * q4);
+              C.x += a * (y.x + dz * x.x), C.y += a * (y.y + dz * x.y), C.z += a * (y.z + dz * x.z), C.w += a * (y.w + dz * x.w);
+            }
+          }
+          float o[4] = {0.f, 0.f, 0.f, 0.f}, vb[4] = {0.f, 0.f, 0.f, 0.f};
+          if (d1s > 0.f) {
+            const float inv = 1.f / d1s, zb = d2s * inv;
+            const float a4[4] = {A.x, A.y, A.z, A.w}, c4[4] = {C.x, C.y, C.z, C.w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              vb[e] = a4[e] * inv;
+              o[e] = PLX ? vb[e] + (zb * vb[e] - c4[e] * inv) : vb[e];
+            }
+          }
+          const int hq = hk * G + g;
+          T* op = static_cast<T*>(p.out) + b * p.o_batch_stride + hq * p.o_head_stride + 4 * q4;
+          *reinterpret_cast<uint2*>(op) = make_uint2(Pack<T>::from_float2(o[0], o[1]), Pack<T>::from_float2(o[2], o[3]));
+          if (p.vbar) {
+            T* vp = static_cast<T*>(p.vbar) + b * p.o_batch_stride + hq * p.o_head_stride + 4 * q4;
+            *reinterpret_cast<uint2*>(vp) = make_uint2(Pack<T>::from_float2(vb[0], vb[1]), Pack<T>::from_float2(vb[2], vb[3]));
+          }
+          if (q4 == 0) {
+            const long long row = ((long long)b * p.Hq + hq) * p.Lq;
+            const bool e = !(d1s > 0.f);
+            const float M = hd[2 * g], Z0 = hd[2 * g + 1];
+            if (p.lse) p.lse[row] = e ? -INFINITY : (M + log2f(d1s)) * kLn2;
+            if (p.m) p.m[row] = e ? 0.f : M * kLn2;
+            if (p.d1) p.d1[row] = d1s;
+            if (p.zbar) p.zbar[row] = e || !PLX ? 0.f : d2s / d1s + Z0;
+          }
+        }
+      } else {
+        for (int idx = tid; idx < G * (D / 2); idx += NT) combine_one<T, D, PLX>(p, b, hk * G + idx / (D / 2), idx % (D / 2));
+      }
     }
   }
 }
 
-template <class T, int D, bool PLX> cudaError_t decode3_dispatch(const AttnParams& p, cudaStream_t st) {
-  auto kern = parallax_decode_mma_kernel<T, D, PLX>;
+template <class T, int D, bool PLX> cudaError_t decode3_dispatch(const AttnParams& p, cudaStream_t st, int flags) {
+  const bool stk = (flags & kDecStack) && p.Hq / p.Hkv <= 4;
+  auto kern = stk ? parallax_decode_mma_kernel<T, D, PLX, true> : parallax_decode_mma_kernel<T, D, PLX, false>;
   const int smem = Decode3Smem<D>::bytes;
   cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) return e;
-  kern<<<dim3(p.num_splits, p.Hkv, p.B), 128, smem, st>>>(p);  // combines in its last block per kv head
+  kern<<<dim3(p.num_splits, p.Hkv, p.B), 128, smem, st>>>(p, flags);  // combines in its last block per kv head
   return cudaGetLastError();
 }
 
@@ -675,14 +906,16 @@ template <class T, int D, bool PLX> cudaError_t decode_by_group(const AttnParams
 
 template <class T> cudaError_t decode_by_dim(const AttnParams& p, cudaStream_t st) {
   const bool plx = p.mech == Mechanism::Parallax;
+  int flags = kDecDefaultFlags;
+  if (const char* f = std::getenv("PLX_CUDA_DECODE_FLAGS")) flags = std::atoi(f);
   // Default dispatch (measured, docs/gpu-results.md): for Parallax MHA (G = 1) with one split
   // and at least ~one wave of blocks, the CUDA-core v2 was 3-10% faster than v3 (no padded
   // mma rows, 3 resident blocks/SM); for softmax v2 was slower, so everything else runs v3.
-  const bool auto_v2 = p.decode_version == 0 && plx && p.Hq == p.Hkv && p.num_splits == 1 &&
+  const bool auto_v2 = p.decode_version == 0 && !(flags & kDecNoAutoV2) && plx && p.Hq == p.Hkv && p.num_splits == 1 &&
                        (long long)p.B * p.Hkv >= 128;
   if (p.decode_version != 2 && !auto_v2) {
-    if (p.D == 64) return plx ? decode3_dispatch<T, 64, true>(p, st) : decode3_dispatch<T, 64, false>(p, st);
-    return plx ? decode3_dispatch<T, 128, true>(p, st) : decode3_dispatch<T, 128, false>(p, st);
+    if (p.D == 64) return plx ? decode3_dispatch<T, 64, true>(p, st, flags) : decode3_dispatch<T, 64, false>(p, st, flags);
+    return plx ? decode3_dispatch<T, 128, true>(p, st, flags) : decode3_dispatch<T, 128, false>(p, st, flags);
   }
   if (p.D == 64) return plx ? decode_by_group<T, 64, true>(p, st) : decode_by_group<T, 64, false>(p, st);
   return plx ? decode_by_group<T, 128, true>(p, st) : decode_by_group<T, 128, false>(p, st);

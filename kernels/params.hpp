@@ -49,7 +49,8 @@ struct AttnParams {
   Mechanism mech = Mechanism::Parallax;
   // ---- split-KV decode (Op::Decode) ---------------------------------------------------------
   int num_splits = 1;          // chunks of the key range per row; 1 = no workspace, no combine
-  int decode_version = 0;      // 0 = default (v2 for Parallax MHA with >= 128 blocks and no split, else v3); 2 = CUDA-core; 3 = tensor-core
+  int decode_version = 0;      // 0 = default (v2 for Parallax MHA with >= 128 blocks and no split, else v3 with the v4
+                               // tuning: stacked rows for G <= 4, staged combine; env PLX_CUDA_DECODE_FLAGS, parallax_decode.cu); 2 = CUDA-core; 3 = tensor-core
   float* workspace = nullptr;  // device, >= decode_workspace_floats(p) floats when num_splits > 1
 };
 
