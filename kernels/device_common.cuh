@@ -62,9 +62,11 @@ __device__ __forceinline__ float warp_sum(float x) {
 }
 
 // Allowed keys [lo, hi) of query row i of batch b (SPEC §1.2 with the §6.1 `used`
-// convention, exactly reference/problem.hpp row_range). Empty: hi <= lo.
+// convention, exactly reference/problem.hpp row_range). Empty: hi <= lo. Any params struct
+// with used, start, Lq, Lkv, causal, window (AttnParams, LlaParams).
 struct KeyRange { int lo, hi; };
-__device__ __forceinline__ KeyRange key_range(const AttnParams& p, int b, int i) {
+template <class Params>
+__device__ __forceinline__ KeyRange key_range(const Params& p, int b, int i) {
   const int used = p.used ? p.used[b] : p.Lkv;
   const int start = p.start ? p.start[b] : 0;
   const long long P = (long long)used - p.Lq + i;

@@ -35,19 +35,8 @@ namespace {
 constexpr int kTK = 64;          // keys per tile (decode passes)
 constexpr int kGMax = 16;        // largest GQA group of the decode
 
-struct LRange { int lo, hi; };
-__device__ __forceinline__ LRange lla_range(const LlaParams& p, int b, int i) {
-  const int used = p.used ? p.used[b] : p.Lkv;
-  const int start = p.start ? p.start[b] : 0;
-  const long long P = (long long)used - p.Lq + i;
-  long long lo = start, hi = used;
-  if (p.causal) hi = hi < P + 1 ? hi : P + 1;
-  if (p.window >= 0) lo = lo > P - p.window + 1 ? lo : P - p.window + 1;
-  if (lo < 0) lo = 0;
-  if (hi > p.Lkv) hi = p.Lkv;
-  if (hi <= lo) return {0, 0};
-  return {int(lo), int(hi)};
-}
+using LRange = KeyRange;  // kernels/device_common.cuh
+__device__ __forceinline__ LRange lla_range(const LlaParams& p, int b, int i) { return key_range(p, b, i); }
 __device__ __forceinline__ float row_lambda(const LlaParams& p, int b, int h, int i) {
   return p.lambda ? p.lambda[((long long)b * p.Hq + h) * p.Lq + i] : p.lambda_scalar;
 }
