@@ -2,8 +2,8 @@
 //
 // Charter: times plx::fast's pointer API on pre-converted buffers (the conversion from the
 // double-valued plx::Inputs is not kernel work). Shapes: B=1, H=8 (MHA), D=Dv=128, causal,
-// fp32 or bf16 storage (bf16: AMX score tiles where present, and the widening fallback
-// (`...Widen`) in the same run; the label names the kernel set). Counters: GFLOP/s counts 4 H L^2 D / 2 (QK^T and PV of causal
+// fp32 or bf16 storage (bf16: the AMX tile products where present, and the FMA kernels
+// (`...Fma`) in the same run; the label names the kernel set). Counters: GFLOP/s counts 4 H L^2 D / 2 (QK^T and PV of causal
 // softmax, the convention of the targets; Parallax does twice that work); decode reports the
 // GB/s of reading K and V next to a plain streaming read of the same bytes (BM_ReadBandwidth).
 // Threads: the argument `t` sets OpenMP threads. Numbers go to docs/performance-fast.md.
@@ -65,11 +65,11 @@ template <class S> fast::FwdArgs<S, float> fwd_args(Case& c, const Data<S>& d) {
 
 double causal_flops(int L) { return 4.0 * 8 * double(L) * L * 128 / 2; }
 
-template <class S> void BM_Forward(benchmark::State& st, bool probe, bool widen = false) {
+template <class S> void BM_Forward(benchmark::State& st, bool probe, bool fma = false) {
   const int L = int(st.range(0)), threads = int(st.range(1));
   omp_set_num_threads(threads);
-  fast::force_bf16_widen(widen);  // bf16: AMX score tiles where present, unless widen
-  st.SetLabel(sizeof(S) == 2 ? fast::bf16_kernel() : fast::isa());
+  fast::force_fma(fma);  // bf16: AMX tile products where present, unless fma
+  st.SetLabel(fast::forward_kernel(sizeof(S) == 2 ? DType::BF16 : DType::F32));
   Case c = make_case(L, L, probe);
   // A bf16 model's r is a bf16 tensor (fast::forward gets bf16-representable inputs): round it.
   if (sizeof(S) == 2)
@@ -80,7 +80,7 @@ template <class S> void BM_Forward(benchmark::State& st, bool probe, bool widen 
     fast::attention_forward_tiles(a);
     benchmark::DoNotOptimize(c.out.data());
   }
-  fast::force_bf16_widen(false);
+  fast::force_fma(false);
   st.counters["GFLOP/s"] = benchmark::Counter(causal_flops(L) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
@@ -151,10 +151,11 @@ void fwd_args_list(benchmark::internal::Benchmark* b) {
 
 void BM_ParallaxFwdF32(benchmark::State& s) { BM_Forward<float>(s, true); }
 void BM_ParallaxFwdBF16(benchmark::State& s) { BM_Forward<std::uint16_t>(s, true); }
-void BM_ParallaxFwdBF16Widen(benchmark::State& s) { BM_Forward<std::uint16_t>(s, true, true); }
+void BM_ParallaxFwdBF16Fma(benchmark::State& s) { BM_Forward<std::uint16_t>(s, true, true); }
+
 void BM_SoftmaxFwdF32(benchmark::State& s) { BM_Forward<float>(s, false); }
 void BM_SoftmaxFwdBF16(benchmark::State& s) { BM_Forward<std::uint16_t>(s, false); }
-void BM_SoftmaxFwdBF16Widen(benchmark::State& s) { BM_Forward<std::uint16_t>(s, false, true); }
+void BM_SoftmaxFwdBF16Fma(benchmark::State& s) { BM_Forward<std::uint16_t>(s, false, true); }
 void BM_ParallaxBwdF32(benchmark::State& s) { BM_Backward<float>(s, true); }
 void BM_SoftmaxBwdF32(benchmark::State& s) { BM_Backward<float>(s, false); }
 void BM_DecodeF32(benchmark::State& s) { BM_Decode<float>(s); }
@@ -162,10 +163,10 @@ void BM_DecodeBF16(benchmark::State& s) { BM_Decode<std::uint16_t>(s); }
 
 BENCHMARK(BM_ParallaxFwdF32)->Apply(fwd_args_list)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ParallaxFwdBF16)->Args({4096, 2})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_ParallaxFwdBF16Widen)->Args({4096, 2})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ParallaxFwdBF16Fma)->Args({4096, 2})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_SoftmaxFwdF32)->Args({4096, 2})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_SoftmaxFwdBF16)->Args({4096, 2})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_SoftmaxFwdBF16Widen)->Args({4096, 2})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SoftmaxFwdBF16Fma)->Args({4096, 2})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ParallaxBwdF32)->Args({4096, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_SoftmaxBwdF32)->Args({4096, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_DecodeF32)->Args({16384, 2})->Args({16384, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -3,7 +3,7 @@
 
 Charter: for causal B=1, H=8, D=128 (fp32) it times (1) a naive PyTorch Parallax forward that
 materialises the L x L scores (centred form, SPEC 4.2), (2) PyTorch's own causal
-scaled_dot_product_attention (softmax), and (3) plx's bench_fast (Google Benchmark, run as a
+scaled_dot_product_attention (softmax) in fp32 and in bf16, and (3) plx's bench_fast (Google Benchmark, run as a
 subprocess right after) on the same shape, then prints the ratios. Both use the same number of
 threads (--threads, default 2). It checks nothing numerically (tests/fast does that).
 It also measures PyTorch's fp32 GEMM rate on the two product shapes of attention (per head:
@@ -62,6 +62,9 @@ def main():
     with torch.no_grad():
         t_naive = best_time(lambda: naive_parallax(q, k, v, r, tau), a.reps)
         t_sdpa = best_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True), a.reps)
+        # The same SDPA on bf16 tensors (torch's CPU flash kernel in bf16), for plx's bf16 path.
+        qb, kb, vb = (t.to(torch.bfloat16) for t in (q, k, v))
+        t_sdpa16 = best_time(lambda: torch.nn.functional.scaled_dot_product_attention(qb, kb, vb, is_causal=True), a.reps)
         # fp32 GEMM rate of the two attention product shapes (one head; full, not causal).
         x_ld, y_dl = torch.randn(L, D, generator=g), torch.randn(D, L, generator=g)
         x_ll, y_ld = torch.randn(L, L, generator=g), torch.randn(L, D, generator=g)
@@ -80,7 +83,8 @@ def main():
     print(f"lower bound at that GEMM rate, causal Parallax (4 products): {lb_parallax*1e3:9.1f} ms")
     print(f"torch naive Parallax (materialised): {t_naive*1e3:9.1f} ms  {flops/t_naive*1e-9:7.1f} GFLOP/s(4HL^2D/2)")
     print(f"torch SDPA causal (softmax)        : {t_sdpa*1e3:9.1f} ms  {flops/t_sdpa*1e-9:7.1f} GFLOP/s")
-    filt = f"BM_(Parallax|Softmax)Fwd(F32|BF16|BF16Widen)/{L}/{a.threads}/real_time$"
+    print(f"torch SDPA causal (softmax), bf16  : {t_sdpa16*1e3:9.1f} ms  {flops/t_sdpa16*1e-9:7.1f} GFLOP/s")
+    filt = f"BM_(Parallax|Softmax)Fwd(F32|BF16|BF16Fma)/{L}/{a.threads}/real_time$"
     out = subprocess.run([a.bench, f"--benchmark_filter={filt}", "--benchmark_format=json",
                           f"--benchmark_repetitions={a.reps}", "--benchmark_report_aggregates_only=false"],
                          check=True, capture_output=True, text=True).stdout
@@ -88,19 +92,22 @@ def main():
     for b in json.loads(out)["benchmarks"]:
         if b.get("run_type") != "iteration":
             continue
-        kind = b["name"].split("/")[0].split("Fwd")[1]  # F32, BF16 (AMX where present), BF16Widen
+        kind = b["name"].split("/")[0].split("Fwd")[1]  # F32, BF16 (AMX where present), BF16Fma
         name = ("parallax" if "Parallax" in b["name"] else "softmax") + ("" if kind == "F32" else " " + kind.lower())
         t = b["real_time"] * {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[b["time_unit"]]
         res[name] = min(res.get(name, 1e9), t)
     for name, t in res.items():
         print(f"plx fast {name:18s} fwd   : {t*1e3:9.1f} ms  {flops/t*1e-9:7.1f} GFLOP/s(4HL^2D/2)")
     for m in ("parallax", "softmax"):
-        for kind in ("bf16", "bf16widen"):
+        for kind in ("bf16", "bf16fma"):
             if m in res and f"{m} {kind}" in res:
                 print(f"ratio plx {m} fp32 / {kind:9s} (speed-up) : {res[m]/res[m + ' ' + kind]:.2f}x (target >= 1.4)")
     if "parallax" in res:
         print(f"ratio torch-naive-Parallax / plx-Parallax : {t_naive/res['parallax']:.2f}x (target >= 2)")
         print(f"ratio torch-SDPA / plx-Parallax           : {t_sdpa/res['parallax']:.2f}x (target > 1)")
+    if "parallax bf16" in res:
+        print(f"ratio torch-SDPA fp32 / plx-Parallax bf16 : {t_sdpa/res['parallax bf16']:.2f}x")
+        print(f"ratio torch-SDPA bf16 / plx-Parallax bf16 : {t_sdpa16/res['parallax bf16']:.2f}x")
     print(f"SDPA time / its GEMM-rate bound             : {t_sdpa/lb_softmax:.2f}x (1.00 = at the GEMM rate)")
     # The bound is only a bound if nothing beats torch.mm's rate; SDPA itself doing so shows
     # torch.mm is not at the machine's fp32 ceiling on these shapes, and proves nothing.

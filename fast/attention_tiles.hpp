@@ -9,8 +9,9 @@
 // size and combined exactly (SPEC §6.2) in chunk order. Backward (SPEC §5.1/§5.2): one pass over query tiles; dk/dv
 // partials per (head, fixed chunk of query tiles) reduced in a fixed order: no atomics, so
 // results are bit-identical for any thread count. Forward calls with several query tiles pack
-// V (and K, unless the AMX build reads bf16 K) per kv head once per call (O(L) memory). In the
-// AMX build (PLX_FAST_AMX, bf16 storage) the scores come from fast/amx_scores.hpp.
+// K and V per kv head once per call (O(L) memory). In the AMX build (PLX_FAST_AMX, bf16
+// storage) the four products run on the tile unit (fast/amx_tiles.hpp) with 96-key tiles,
+// from bf16 K and V^T packed once per call, and the accumulators are kept transposed.
 #pragma once
 #include <omp.h>
 
@@ -21,7 +22,7 @@
 #include "fast/lane_steps.hpp"
 #include "reference/dtype.hpp"
 #if defined(PLX_FAST_AMX)
-#include "fast/amx_scores.hpp"
+#include "fast/amx_tiles.hpp"
 #endif
 
 namespace plx::fast::PLX_FAST_ISA {
@@ -62,10 +63,13 @@ template <class A> struct TileState {
 
 template <class S, class A> struct FwdTile {
 #if defined(PLX_FAST_AMX)
-  // bf16 storage in the AMX build: scores on the tile unit (fast/amx_scores.hpp).
+  // AMX build, bf16 storage: all four products on the tile unit (fast/amx_tiles.hpp) with the
+  // accumulators kept transposed in Ot [Dvp][NQ]; K and V^T packed per call.
   static constexpr bool kAmx = std::is_same_v<S, std::uint16_t> && std::is_same_v<A, float>;
   AmxPackedX X;
-  std::vector<std::uint16_t> Kb;  // [kBK][Dp] bf16 copy of a key tile when it cannot be read in place
+  const AmxKV* kv = nullptr;
+  std::vector<std::uint16_t> Pb;  // [2][3][NQ / 16][512] weight tiles of one key tile
+  std::vector<float> Ot, alane, scratch;  // [Dvp][NQ] accumulators, per-lane rescale factors, 32 x 32
 #else
   static constexpr bool kAmx = false;
 #endif
@@ -75,7 +79,6 @@ template <class S, class A> struct FwdTile {
   // apart in the [B,L,H,D] layout alias in L1 (every row of a tile in the same sets).
   const A* vpack = nullptr;
   const A* kpack = nullptr;
-  const std::uint16_t* kpack16 = nullptr;  // AMX: [B][Hkv][Lkv + kBK][Dp] bf16, zero padding
   int BQ, NQ, D, Dv;
   bool probe;
   // thread-local buffers
@@ -83,27 +86,39 @@ template <class S, class A> struct FwdTile {
   std::vector<int> lo, hi;
   FwdTile(const FwdArgs<S, A>& a_, int BQ_)
       : a(a_), p(*a_.p), BQ(BQ_), NQ(a_.r ? 2 * BQ_ : BQ_), D(a_.p->D), Dv(a_.p->Dv), probe(a_.r != nullptr) {
-    Qt.assign(std::size_t(D) * NQ, A(0));
-    Kt.assign(std::size_t(kBK) * D, A(0));
-    Vt.assign(std::size_t(kBK) * Dv, A(0));
-    St.assign(std::size_t(kBK) * NQ + kPvSlack, A(0));
+    St.assign(std::size_t(kAmx ? 2 * kBK : kBK) * NQ + kPvSlack, A(0));
     O.assign(std::size_t(NQ + kPvSlack) * Dv, A(0));
     m.resize(BQ), d1.resize(BQ), d2.resize(BQ), alpha.resize(BQ), z0.resize(BQ);
     lo.resize(BQ), hi.resize(BQ);
-#if defined(PLX_FAST_AMX)
     if constexpr (kAmx) {
-      static_assert(kBK == kAmxKeys, "AMX score tiles are 48 keys");
+#if defined(PLX_FAST_AMX)
+      static_assert(2 * kAmxKeys == kAmxTile && kBK == kAmxKeys, "AMX key tiles are two score calls of 48 keys");
       X.init(D, BQ, probe);
-      Kb.assign(std::size_t(kBK) * X.Dp, 0);
+      Pb.assign(std::size_t(kAmxSteps * 3) * (NQ / 16) * 512, 0);
+      Ot.assign(std::size_t((Dv + 15) / 16 * 16) * NQ, 0.0f);
+      alane.assign(NQ, 1.0f);
+      scratch.assign(32 * 32, 0.0f);
       amx_config();  // tile configuration is per thread; FwdTile lives in one thread
-    }
 #endif
+    } else {
+      Qt.assign(std::size_t(D) * NQ, A(0));
+      Kt.assign(std::size_t(kBK) * D, A(0));
+      Vt.assign(std::size_t(kBK) * Dv, A(0));
+    }
   }
 #if defined(PLX_FAST_AMX)
   ~FwdTile() {
     if constexpr (kAmx) _tile_release();
   }
 #endif
+
+  // q.k and r.k of nkp key rows (row stride D) into St [key][NQ lanes]. Qt holds the q and r
+  // lanes as two [D][BQ] blocks: one [D][NQ] block with rows 2 BQ floats apart put each
+  // half's 64-lane rows into half of the L1 sets.
+  void scores(const A* K, int nkp) {
+    mk_scores<A>(K, D, nkp, Qt.data(), BQ, BQ, D, St.data(), NQ);
+    if (probe) mk_scores<A>(K, D, nkp, Qt.data() + std::size_t(D) * BQ, BQ, BQ, D, St.data() + BQ, NQ);
+  }
 
   // Run query rows [i0, i0 + nr) of (b, h) over keys in [ks, ke) ∩ A_i. Leaves the state in m, d1, d2, O.
   void run(int b, int h, int i0, int nr, int ks, int ke) {
@@ -126,42 +141,29 @@ template <class S, class A> struct FwdTile {
     }
     std::fill(O.begin(), O.end(), A(0));
     if (U1 <= U0) return;
+    const A sc = A(p.tau() * 1.4426950408889634);  // tau log2(e)
     if constexpr (kAmx) {
 #if defined(PLX_FAST_AMX)
-      amx_pack_q(X, qb + i0 * ldq, ldq, nr, D);
-      if (probe) amx_pack_r(X, rb + i0 * ldq, ldq, nr, D);
+      run_amx(b * Hkv + g, qb + i0 * ldq, probe ? rb + i0 * ldq : nullptr, ldq, nr, U0, U1, sc);
 #endif
-    } else {
-      std::fill(Qt.begin(), Qt.end(), A(0));
-      load_rows_t(qb + i0 * ldq, ldq, nr, D, Qt.data(), NQ);
-      if (probe) load_rows_t(rb + i0 * ldq, ldq, nr, D, Qt.data() + BQ, NQ);
+      return;
     }
-    const A sc = A(p.tau() * 1.4426950408889634);  // tau log2(e)
+    std::fill(Qt.begin(), Qt.end(), A(0));
+    load_rows_t(qb + i0 * ldq, ldq, nr, D, Qt.data(), BQ);
+    if (probe) load_rows_t(rb + i0 * ldq, ldq, nr, D, Qt.data() + std::size_t(D) * BQ, BQ);
     for (int j0 = U0; j0 < U1; j0 += kBK) {
       const int nk = std::min(kBK, U1 - j0), nkp = round_up(nk, kMR);
-      // V rows (and K rows for fp32/fp64 whole blocks of kMR keys) from the per-head packed
-      // copies made once per call (forward_impl), else converted tile copies.
+      // V rows (and K rows for whole blocks of kMR keys) from the per-head packed copies made
+      // once per call (forward_impl), else converted tile copies.
       const A* Vp = Vt.data();
-      int ldvp = Dv;
       if (vpack) Vp = vpack + ((std::size_t(b) * Hkv + g) * Lkv + j0) * Dv;
       else load_rows(vb + j0 * ldv, ldv, nk, Dv, Vt.data(), Dv);
-      if constexpr (kAmx) {
-#if defined(PLX_FAST_AMX)
-        if (kpack16) {  // per-head packed bf16 K, rows Dp apart, kBK zero rows past Lkv
-          amx_scores(kpack16 + ((std::size_t(b) * Hkv + g) * (Lkv + kBK) + j0) * X.Dp, X.Dp, X, St.data(), NQ);
-        } else if (nk == kBK && D == X.Dp) {  // whole tile, no column padding: read K in place
-          amx_scores(kb + j0 * ldk, ldk, X, St.data(), NQ);
-        } else {  // partial tile or D % 32 != 0: zero-padded copy (stale rows past nk are finite)
-          for (int j = 0; j < nk; ++j) std::memcpy(Kb.data() + std::size_t(j) * X.Dp, kb + (j0 + j) * ldk, 2 * D);
-          amx_scores(Kb.data(), X.Dp, X, St.data(), NQ);
-        }
-#endif
-      } else if (kpack && nk == nkp) {
-        mk_scores<A>(kpack + ((std::size_t(b) * Hkv + g) * Lkv + j0) * D, D, nkp, Qt.data(), NQ, NQ, D, St.data(), NQ);
+      if (kpack && nk == nkp) {
+        scores(kpack + ((std::size_t(b) * Hkv + g) * Lkv + j0) * D, nkp);
       } else {
         load_rows(kb + j0 * ldk, ldk, nk, D, Kt.data(), D);
         std::fill(Kt.begin() + std::size_t(nk) * D, Kt.begin() + std::size_t(nkp) * D, A(0));
-        mk_scores<A>(Kt.data(), D, nkp, Qt.data(), NQ, NQ, D, St.data(), NQ);
+        scores(Kt.data(), nkp);
       }
       fwd_step<A>(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
                   d1.data(), d2.data(), alpha.data());
@@ -171,9 +173,32 @@ template <class S, class A> struct FwdTile {
         A* o = O.data() + std::size_t(r) * Dv;
         for (int c = 0; c < Dv; ++c) o[c] *= al;
       }
-      mk_pv<A>(St.data(), NQ, nk, NQ, Vp, ldvp, Dv, O.data(), Dv);
+      mk_pv<A>(St.data(), NQ, nk, NQ, Vp, Dv, Dv, O.data(), Dv);
     }
   }
+
+#if defined(PLX_FAST_AMX)
+  // The AMX key loop over 96-key tiles: scores (two amx_scores calls), the online step of the
+  // FMA path writing the weight tiles (amx_fwd_step), and the value products merged into the
+  // transposed accumulators with the rescale (amx_pv); O is the transpose of Ot at the end.
+  void run_amx(int bg, const S* q, const A* r, std::size_t ldq, int nr, int U0, int U1, A sc) {
+    const int nlb = NQ / 16, Dvp = kv->Dvp, ncb = Dvp / 16;
+    X.npq = amx_pack_lanes(X, 0, X.nlq, q, ldq, nr, D);
+    if (probe) X.npr = amx_pack_lanes(X, X.nlq, X.nlr, r, ldq, nr, D);
+    std::fill(Ot.begin(), Ot.end(), 0.0f);
+    for (int j0 = U0; j0 < U1; j0 += kAmxTile) {
+      const int nk = std::min(kAmxTile, U1 - j0);
+      amx_scores(kv->k(bg, j0), kv->ldk, X, St.data(), NQ);
+      if (nk > kAmxKeys) amx_scores(kv->k(bg, j0 + kAmxKeys), kv->ldk, X, St.data() + std::size_t(kAmxKeys) * NQ, NQ);
+      amx_fwd_step(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
+                   d1.data(), d2.data(), alpha.data(), nlb, Pb.data());
+      for (int l = 0; l < NQ; ++l) alane[l] = alpha[l % BQ];
+      amx_pv(kv->vt(bg, j0), kv->ldvt, Pb.data(), nlb, Ot.data(), NQ, ncb, alane.data(), scratch.data());
+    }
+    for (int rr = 0; rr < NQ; ++rr)
+      for (int c = 0; c < Dv; ++c) O[std::size_t(rr) * Dv + c] = Ot[std::size_t(c) * NQ + rr];
+  }
+#endif
 };
 
 // Normalise one row: out = vbar - (O2/d1 - zb' vbar), zb' = d2/d1 (shifted); empty -> zeros.
@@ -368,36 +393,26 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
   }
   auto row_ptr = [&](A* t, int b, int i, int h, int w) { return t ? t + ((std::size_t(b) * Lq + i) * Hq + h) * w : nullptr; };
   auto per_row = [&](A* t, int b, int h, int i) { return t ? t + (std::size_t(b) * Hq + h) * Lq + i : nullptr; };
-  // Tiled path with several query tiles: V (and K unless AMX reads bf16 K itself) packed per
-  // kv head and converted to A once per call — O(L) memory (the size of V, K in A) instead of a
-  // conversion per (query tile, key tile) — contiguous rows for the micro-kernels.
+  // FMA kernels with several query tiles: V and K packed per kv head and converted to A once
+  // per call — O(L) memory (the size of V, K in A) instead of a conversion per (query tile, key
+  // tile) — contiguous rows for the micro-kernels. The AMX build packs bf16 K and V^T instead.
   std::vector<A> vpack, kpack;
-  std::vector<std::uint16_t> kpack16;  // AMX: bf16 K per head, rows padded to Dp (measured 2.3x
-                                       // faster tile loads than rows 4 KiB apart)
-  if (nqt > 1) {
+  const bool tiled = !(nsplit > 1 && Lq == 1);  // else decode_splits
 #if defined(PLX_FAST_AMX)
-    if constexpr (FwdTile<S, A>::kAmx) {
-      const int Dp = (p.D + 31) / 32 * 32, Hkv = p.Hkv;
-      kpack16.assign(std::size_t(B) * Hkv * (Lkv + kBK) * Dp, 0);
-#pragma omp parallel for schedule(static)
-      for (long t = 0; t < long(B) * Hkv * Lkv; ++t) {
-        const int j = int(t % Lkv), g = int((t / Lkv) % Hkv), b = int(t / (long(Lkv) * Hkv));
-        std::memcpy(kpack16.data() + ((std::size_t(b) * Hkv + g) * (Lkv + kBK) + j) * Dp,
-                    a.k + ((std::size_t(b) * Lkv + j) * Hkv + g) * p.D, 2 * std::size_t(p.D));
-      }
-    }
+  AmxKV kv;  // the AMX build packs K and V^T for every tiled call
+  if constexpr (FwdTile<S, A>::kAmx)
+    if (tiled) amx_pack_kv(kv, a.k, a.v, B, Lkv, p.Hkv, p.D, Dv);
 #endif
+  if (nqt > 1 && !FwdTile<S, A>::kAmx) {
     const int Hkv = p.Hkv, D = p.D;
-    const bool packk = !FwdTile<S, A>::kAmx;
     vpack.resize(std::size_t(B) * Hkv * Lkv * Dv);
-    if (packk) kpack.resize(std::size_t(B) * Hkv * Lkv * D);
+    kpack.resize(std::size_t(B) * Hkv * Lkv * D);
 #pragma omp parallel for schedule(static)
     for (long t = 0; t < long(B) * Hkv * Lkv; ++t) {
       const int j = int(t % Lkv), g = int((t / Lkv) % Hkv), b = int(t / (long(Lkv) * Hkv));
       const std::size_t src = (std::size_t(b) * Lkv + j) * Hkv + g;
       for (int c = 0; c < Dv; ++c) vpack[std::size_t(t) * Dv + c] = to_acc<A>(a.v[src * Dv + c]);
-      if (packk)
-        for (int c = 0; c < D; ++c) kpack[std::size_t(t) * D + c] = to_acc<A>(a.k[src * D + c]);
+      for (int c = 0; c < D; ++c) kpack[std::size_t(t) * D + c] = to_acc<A>(a.k[src * D + c]);
     }
   }
   if (nsplit > 1 && Lq == 1) {
@@ -408,7 +423,9 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
     FwdTile<S, A> T(a, BQ);
     if (!vpack.empty()) T.vpack = vpack.data();
     if (!kpack.empty()) T.kpack = kpack.data();
-    if (!kpack16.empty()) T.kpack16 = kpack16.data();
+#if defined(PLX_FAST_AMX)
+    if constexpr (FwdTile<S, A>::kAmx) T.kv = &kv;
+#endif
 #pragma omp for schedule(dynamic, 1)
     for (long task = 0; task < ntask; ++task) {
       // Largest query tiles first (causal balance): qt runs from the last tile down.
@@ -546,10 +563,10 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
         std::fill(dOt.begin(), dOt.end(), A(0)), std::fill(dOn.begin(), dOn.end(), A(0));
         const std::size_t qoff = std::size_t(b) * Lq * ldq + std::size_t(i0) * ldq + std::size_t(h) * D;
         const std::size_t ooff = std::size_t(b) * Lq * ldo + std::size_t(i0) * ldo + std::size_t(h) * Dv;
-        load_rows_t(a.q + qoff, ldq, nr, D, Qt.data(), NQ);
+        load_rows_t(a.q + qoff, ldq, nr, D, Qt.data(), BQ);  // q and r lanes as two [D][BQ] blocks (see FwdTile::scores)
         load_rows(a.q + qoff, ldq, nr, D, Qn.data(), D);
         if (probe) {
-          load_rows_t(a.r + qoff, ldq, nr, D, Qt.data() + BQ, NQ);
+          load_rows_t(a.r + qoff, ldq, nr, D, Qt.data() + std::size_t(D) * BQ, BQ);
           load_rows(a.r + qoff, ldq, nr, D, Qn.data() + std::size_t(BQ) * D, D);
         }
         load_rows_t(a.dO + ooff, ldo, nr, Dv, dOt.data(), BQ);
@@ -560,7 +577,8 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
           std::fill(Kt.begin() + std::size_t(nk) * D, Kt.begin() + std::size_t(nkp) * D, A(0));
           load_rows(vb + j0 * ldv, ldv, nk, Dv, Vt.data(), Dv);
           std::fill(Vt.begin() + std::size_t(nk) * Dv, Vt.begin() + std::size_t(nkp) * Dv, A(0));
-          mk_scores<A>(Kt.data(), D, nkp, Qt.data(), NQ, NQ, D, St.data(), NQ);
+          mk_scores<A>(Kt.data(), D, nkp, Qt.data(), BQ, BQ, D, St.data(), NQ);
+          if (probe) mk_scores<A>(Kt.data(), D, nkp, Qt.data() + std::size_t(D) * BQ, BQ, BQ, D, St.data() + BQ, NQ);
           mk_scores<A>(Vt.data(), Dv, nkp, dOt.data(), BQ, BQ, Dv, At.data(), BQ);
           bwdq_step<A>(St.data(), NQ, At.data(), BQ, W.data(), nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(),
                        m2.data(), iv.data(), zb.data(), t1.data(), b1.data(), sc, tau);

@@ -21,7 +21,7 @@ namespace plx::fast {
 PLX_FAST_DECLARE(avx512)
 PLX_FAST_DECLARE(generic)
 #undef PLX_FAST_DECLARE
-// bf16 forward with AMX score tiles (fast/tiles_amx.cpp); fast.cpp checks CPUID and the OS first.
+// bf16 forward with AMX tile products (fast/tiles_amx.cpp); fast.cpp checks CPUID and the OS first.
 namespace amx {
 void fwd(const FwdArgs<std::uint16_t, float>&);
 }

@@ -30,8 +30,8 @@ bool use_avx512() {
                            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   return have && !g_force_generic.load();
 }
-std::atomic<bool> g_force_bf16_widen{false};
-// AMX for the bf16 scores: CPUID AMX-TILE + AMX-BF16, the OS enables the tile state in XCR0
+std::atomic<bool> g_force_fma{false};
+// AMX for the forward products: CPUID AMX-TILE + AMX-BF16, the OS enables the tile state in XCR0
 // (bits 17, 18), and Linux grants this process XTILEDATA (arch_prctl ARCH_REQ_XCOMP_PERM).
 bool amx_available() {
   static const bool ok = [] {
@@ -48,7 +48,7 @@ bool amx_available() {
   }();
   return ok;
 }
-bool use_amx() { return use_avx512() && !g_force_bf16_widen.load() && amx_available(); }
+bool use_amx() { return use_avx512() && !g_force_fma.load() && amx_available(); }
 constexpr int kMaxD = 512;   // tile buffers are sized for L1/L2; beyond this the kernels are not tuned or tested
 constexpr int kMaxDlla = 256;  // LLA pre-pass holds a D x D matrix per thread
 
@@ -267,8 +267,11 @@ CandidateResult forward_backward(const Problem& p, const Inputs& in) { return di
 
 std::string isa() { return use_avx512() ? "avx512" : "generic"; }
 void force_generic(bool on) { g_force_generic = on; }
-std::string bf16_kernel() { return use_amx() ? "amx" : use_avx512() ? "avx512-widen" : "generic-widen"; }
-void force_bf16_widen(bool on) { g_force_bf16_widen = on; }
+std::string forward_kernel(DType dt) {
+  if (dt == DType::BF16 && use_amx()) return "amx";
+  return use_avx512() ? "avx512" : "generic";
+}
+void force_fma(bool on) { g_force_fma = on; }
 
 template <class S, class A> void attention_forward_tiles(const FwdArgs<S, A>& a) { run_fwd(a); }
 template <class S, class A> void attention_backward_tiles(const BwdArgs<S, A>& a) { run_bwd(a); }

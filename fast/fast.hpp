@@ -3,8 +3,8 @@
 // Charter: public entry points used by the `plx` tool and the tests. Inputs arrive as
 // plx::Inputs (doubles exactly representable in p.dtype) and are converted once to the
 // kernel's storage (F32: float, BF16: uint16 bf16 bits, F64: double = debug mode);
-// accumulation is fp32 (fp64 in debug mode); bf16 forward scores use AMX where present
-// (bf16_kernel()). Outputs are widened to double; in BF16 mode `out` is rounded to bf16 like a
+// accumulation is fp32 (fp64 in debug mode); the bf16 forward's products run on AMX where
+// present (forward_kernel()). Outputs are widened to double; in BF16 mode `out` is rounded to bf16 like a
 // bf16 kernel's output (gradients stay fp32).
 // Not here: block-diagonal LLA solves, fp16 inputs, LLA backward (supports() says why).
 // LLA: solver.method direct (fp64 Cholesky on C + lambda I) or cg / jacobi_cg (SPEC §3.7,
@@ -36,11 +36,13 @@ CandidateResult forward_backward(const Problem& p, const Inputs& in);
 std::string isa();
 // Force the generic (portable) kernels even where AVX-512 exists (tests, benchmarks).
 void force_generic(bool on);
-// How the bf16 forward computes q.k and r.k: "amx" (TDPBF16PS tiles, chosen where CPUID and
-// the OS allow it), "avx512-widen" / "generic-widen" (bf16 widened to fp32 at tile load).
-std::string bf16_kernel();
-// Force the widening fallback for bf16 even where AMX exists (tests, benchmarks).
-void force_bf16_widen(bool on);
+// The kernel set of the forward for storage dtype dt: "amx" for bf16 where CPUID and the OS
+// allow it (all four products on TDPBF16PS tiles; the fp32 probe and weights as exact bf16
+// pieces, fast/amx_tiles.hpp), else the FMA kernels "avx512" / "generic" (bf16 widened to fp32
+// at tile load). fp32, fp64 (debug mode) and every backward use the FMA kernels.
+std::string forward_kernel(DType dt);
+// Force the FMA kernels for the bf16 forward even where AMX exists (tests, benchmarks).
+void force_fma(bool on);
 
 // ---- Lower-level pointer API (canonical contiguous layouts, see the shape legend) ----
 // S = storage type of q, k, v, dO (float, std::uint16_t = bf16 bits, double);

@@ -5,43 +5,22 @@
 // break 16-byte rows, a non-contiguous feature axis, L = 0, grids over the hardware limits, bad
 // masks); launch_backward() checks every CUDA call and launch; backward() runs the CUDA forward
 // (saving what the backward needs) and then the backward on a Problem + Inputs, with every output
-// poisoned (0xFF) first, and widens the results to double. Host compiler only.
+// poisoned (0xFF) first, and widens the results to double — the transfers, poisoning and CUDA
+// error checks through kernels/host_io.hpp. Host compiler only.
 #include "kernels/backward_api.hpp"
-
-#include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda_api.hpp"  // available(), forward-pass validation and launch (launch.hpp)
+#include "kernels/host_io.hpp"
 
 namespace plx::cuda {
 
 namespace {
-
-void bcheck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
-}
 std::string num(long long x) { return std::to_string(x); }
-
-struct Buf {  // device buffer owner
-  void* p = nullptr;
-  Buf() = default;
-  explicit Buf(std::size_t bytes) {
-    if (bytes) bcheck(cudaMalloc(&p, bytes), "cudaMalloc");
-  }
-  ~Buf() {
-    if (p) cudaFree(p);
-  }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-};
-
-std::uint16_t bits_of(double x, DType t) { return t == DType::BF16 ? bf16_bits(float(x)) : f16_bits(float(x)); }
-double value_of(std::uint16_t b, DType t) { return t == DType::BF16 ? double(bf16_to_float(b)) : double(f16_to_float(b)); }
-
 }  // namespace
 
 void check_backward_params(const BwdParams& p) {
@@ -114,7 +93,7 @@ void check_backward_params(const BwdParams& p) {
 
 void launch_backward(const BwdParams& p, void* stream) {
   check_backward_params(p);
-  bcheck(static_cast<cudaError_t>(detail::launch_backward_kernels(p, stream)), "backward launch");
+  io::check(detail::launch_backward_kernels(p, stream), "backward launch");
 }
 
 bool supports_backward(const Problem& p, std::string* why_not) {
@@ -137,52 +116,30 @@ CandidateResult backward(const Problem& pr, const Inputs& in) {
   validate(pr);
   std::string why;
   if (!supports_backward(pr, &why)) throw Error("cuda::backward: unsupported problem: " + why);
+  io::require_inputs(pr, in, /*with_dO=*/true, "cuda::backward");  // bad input: before any device work
   if (!available(&why)) throw Error("cuda::backward: no usable device: " + why);
   const DType dt = pr.dtype;
   const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
   const bool plx = pr.probe == Probe::Learned;
-  in.q.require_shape({B, Lq, Hq, D}, "q");
-  in.k.require_shape({B, Lkv, Hkv, D}, "k");
-  in.v.require_shape({B, Lkv, Hkv, Dv}, "v");
-  in.dO.require_shape({B, Lq, Hq, Dv}, "dO");
-  if (plx) in.r.require_shape({B, Lq, Hq, D}, "r");
+  io::require_shapes(pr, in, /*with_dO=*/true);
 
-  auto upload = [&](const Tensor<double>& t, Buf& d, const char* name) {
-    std::vector<std::uint16_t> h(t.size());
-    for (std::size_t i = 0; i < t.size(); ++i) {
-      h[i] = bits_of(t.data[i], dt);
-      if (value_of(h[i], dt) != t.data[i] && std::isfinite(t.data[i]))
-        throw Error(std::string("cuda::backward: input '") + name + "' is not exactly representable in " + to_string(dt));
-    }
-    bcheck(cudaMalloc(&d.p, h.size() * 2), "cudaMalloc");
-    bcheck(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
-  };
-  Buf bq, br, bk, bv, bdo;
-  upload(in.q, bq, "q"), upload(in.k, bk, "k"), upload(in.v, bv, "v"), upload(in.dO, bdo, "dO");
-  if (plx) upload(in.r, br, "r");
+  const char* who = "cuda::backward";
+  io::DevBuf bq = io::upload_exact(in.q, dt, who, "q"), bk = io::upload_exact(in.k, dt, who, "k");
+  io::DevBuf bv = io::upload_exact(in.v, dt, who, "v"), bdo = io::upload_exact(in.dO, dt, who, "dO"), br;
+  if (plx) br = io::upload_exact(in.r, dt, who, "r");
   const std::size_t n_q = B * Lq * Hq * D, n_kv = B * Lkv * Hkv * D, n_row = B * Hq * Lq;
-  Buf bout(n_q * 2), bvbar(n_q * 2), blse(n_row * 4), bm(n_row * 4), bd1(n_row * 4), bzb(n_row * 4);
-  Buf gq(n_q * 2), gr(n_q * 2), gk(n_kv * 2), gv(n_kv * 2), ws(n_row * 3 * 4);
-  for (Buf* b : {&bout, &bvbar, &gq, &gr}) bcheck(cudaMemset(b->p, 0xFF, n_q * 2), "cudaMemset poison");
-  for (Buf* b : {&gk, &gv}) bcheck(cudaMemset(b->p, 0xFF, n_kv * 2), "cudaMemset poison");
-  for (Buf* b : {&blse, &bm, &bd1, &bzb}) bcheck(cudaMemset(b->p, 0xFF, n_row * 4), "cudaMemset poison");
-  bcheck(cudaMemset(ws.p, 0xFF, n_row * 3 * 4), "cudaMemset poison");
-  Buf bstart, bused;
-  if (!pr.start.empty()) {
-    bcheck(cudaMalloc(&bstart.p, B * 4), "cudaMalloc");
-    bcheck(cudaMemcpy(bstart.p, pr.start.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy start");
-  }
-  if (!pr.used.empty()) {
-    bcheck(cudaMalloc(&bused.p, B * 4), "cudaMalloc");
-    bcheck(cudaMemcpy(bused.p, pr.used.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy used");
-  }
+  io::DevBuf bout = io::poisoned(n_q * 2), bvbar = io::poisoned(n_q * 2);
+  io::DevBuf blse = io::poisoned(n_row * 4), bm = io::poisoned(n_row * 4), bd1 = io::poisoned(n_row * 4),
+             bzb = io::poisoned(n_row * 4);
+  io::DevBuf gq = io::poisoned(n_q * 2), gr = io::poisoned(n_q * 2), gk = io::poisoned(n_kv * 2), gv = io::poisoned(n_kv * 2);
+  io::DevBuf ws = io::poisoned(n_row * 3 * 4);
+  io::DevBuf bstart = io::upload_ints(pr.start, "cudaMemcpy start"), bused = io::upload_ints(pr.used, "cudaMemcpy used");
   const std::int64_t qb = Lq * Hq * D, qr = Hq * D, kb = Lkv * Hkv * D, kr = Hkv * D;
 
   // ---- forward (prefill kernel even for Lq = 1: a one-query prefill row, not a decode step) ----
   AttnParams f;
-  f.q = bq.p, f.r = plx ? br.p : nullptr, f.k = bk.p, f.v = bv.p, f.out = bout.p, f.vbar = bvbar.p;
-  f.lse = static_cast<float*>(blse.p), f.m = static_cast<float*>(bm.p), f.d1 = static_cast<float*>(bd1.p);
-  f.zbar = static_cast<float*>(bzb.p);
+  f.q = bq.get(), f.r = plx ? br.get() : nullptr, f.k = bk.get(), f.v = bv.get(), f.out = bout.get(), f.vbar = bvbar.get();
+  f.lse = blse.as<float>(), f.m = bm.as<float>(), f.d1 = bd1.as<float>(), f.zbar = bzb.as<float>();
   f.q_batch_stride = f.r_batch_stride = f.o_batch_stride = qb;
   f.q_row_stride = f.r_row_stride = f.o_row_stride = qr;
   f.q_head_stride = f.r_head_stride = f.o_head_stride = D;
@@ -190,16 +147,16 @@ CandidateResult backward(const Problem& pr, const Inputs& in) {
   f.B = pr.B, f.Hq = pr.Hq, f.Hkv = pr.Hkv, f.Lq = pr.Lq, f.Lkv = pr.Lkv, f.D = pr.D, f.Dv = pr.Dv;
   f.scale = static_cast<float>(pr.tau());
   f.causal = pr.causal, f.window = pr.window;
-  f.start = static_cast<const int*>(bstart.p), f.used = static_cast<const int*>(bused.p);
+  f.start = bstart.as<const int>(), f.used = bused.as<const int>();
   f.dtype = dt == DType::BF16 ? ElemType::BF16 : ElemType::F16;
   f.mech = plx ? Mechanism::Parallax : Mechanism::Softmax;
   launch(f, Op::Forward, nullptr);
 
   // ---- backward ----
   BwdParams p;
-  p.q = f.q, p.r = f.r, p.k = f.k, p.v = f.v, p.out = f.out, p.vbar = plx ? f.vbar : nullptr, p.dout = bdo.p;
+  p.q = f.q, p.r = f.r, p.k = f.k, p.v = f.v, p.out = f.out, p.vbar = plx ? f.vbar : nullptr, p.dout = bdo.get();
   p.lse = f.lse, p.m = f.m, p.d1 = f.d1, p.zbar = f.zbar;
-  p.dq = gq.p, p.dr = plx ? gr.p : nullptr, p.dk = gk.p, p.dv = gv.p, p.workspace = static_cast<float*>(ws.p);
+  p.dq = gq.get(), p.dr = plx ? gr.get() : nullptr, p.dk = gk.get(), p.dv = gv.get(), p.workspace = ws.as<float>();
   p.q_batch_stride = p.r_batch_stride = p.o_batch_stride = p.do_batch_stride = p.dq_batch_stride = qb;
   p.q_row_stride = p.r_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = qr;
   p.q_head_stride = p.r_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = D;
@@ -209,35 +166,22 @@ CandidateResult backward(const Problem& pr, const Inputs& in) {
   p.B = f.B, p.Hq = f.Hq, p.Hkv = f.Hkv, p.Lq = f.Lq, p.Lkv = f.Lkv, p.D = f.D, p.Dv = f.Dv, p.scale = f.scale;
   p.causal = f.causal, p.window = f.window, p.start = f.start, p.used = f.used, p.dtype = f.dtype, p.mech = f.mech;
   launch_backward(p, nullptr);
-  bcheck(cudaDeviceSynchronize(), "kernel execution");
+  io::synchronize("kernel execution");
 
-  auto download = [&](const Buf& d, std::vector<std::size_t> shape) {
-    Tensor<double> t(std::move(shape));
-    std::vector<std::uint16_t> h(t.size());
-    bcheck(cudaMemcpy(h.data(), d.p, h.size() * 2, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
-    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = value_of(h[i], dt);
-    return t;
-  };
-  auto download_f = [&](const void* d) {
-    Tensor<double> t({B, Hq, Lq});
-    std::vector<float> h(t.size());
-    bcheck(cudaMemcpy(h.data(), d, h.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
-    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = h[i];
-    return t;
-  };
+  const std::vector<std::size_t> rows{B, Hq, Lq};
   CandidateResult res;
-  res.out = download(bout, {B, Lq, Hq, Dv});
-  res.dq = download(gq, {B, Lq, Hq, D});
-  res.dk = download(gk, {B, Lkv, Hkv, D});
-  res.dv = download(gv, {B, Lkv, Hkv, Dv});
-  if (plx) res.dr = download(gr, {B, Lq, Hq, D});
-  res.saved["vbar"] = download(bvbar, {B, Lq, Hq, Dv});
-  res.saved["lse"] = download_f(blse.p);
-  res.saved["m"] = download_f(bm.p);
-  res.saved["omega"] = download_f(bd1.p);
-  if (plx) res.saved["zbar"] = download_f(bzb.p);
-  res.saved["t"] = download_f(static_cast<float*>(ws.p) + n_row);
-  res.saved["b"] = download_f(static_cast<float*>(ws.p) + 2 * n_row);
+  res.out = io::download_16(bout.get(), dt, {B, Lq, Hq, Dv});
+  res.dq = io::download_16(gq.get(), dt, {B, Lq, Hq, D});
+  res.dk = io::download_16(gk.get(), dt, {B, Lkv, Hkv, D});
+  res.dv = io::download_16(gv.get(), dt, {B, Lkv, Hkv, Dv});
+  if (plx) res.dr = io::download_16(gr.get(), dt, {B, Lq, Hq, D});
+  res.saved["vbar"] = io::download_16(bvbar.get(), dt, {B, Lq, Hq, Dv});
+  res.saved["lse"] = io::download_f32(blse.get(), rows);
+  res.saved["m"] = io::download_f32(bm.get(), rows);
+  res.saved["omega"] = io::download_f32(bd1.get(), rows);
+  if (plx) res.saved["zbar"] = io::download_f32(bzb.get(), rows);
+  res.saved["t"] = io::download_f32(ws.as<float>() + n_row, rows);
+  res.saved["b"] = io::download_f32(ws.as<float>() + 2 * n_row, rows);
   return res;
 }
 

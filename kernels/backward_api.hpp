@@ -1,12 +1,12 @@
 // kernels/backward_api.hpp — Problem/Inputs-level API of the CUDA backward (sm_90, bf16/fp16).
 //
-// Charter: `supports_backward` says whether the kernels take a problem; `backward` rounds the
-// Inputs to the problem's dtype, uploads them, runs the CUDA prefill forward (saving out, vbar,
-// lse, m, d1, zbar), poisons the gradient buffers (0xFF = NaN), runs the deterministic CUDA
-// backward (kernels/parallax_backward.cu) with the inputs' dO, and returns everything widened
-// to double: out, dq, dk, dv, dr and, in `saved`, the forward's vbar, lse, m, omega (= d1),
-// zbar and the backward's per-row t = <dO,out>, b = <dO,vbar>. Params-level entry points
-// (check_backward_params, launch_backward) are in kernels/backward_launch.hpp.
+// Charter: `supports_backward` says whether the kernels take a problem; `backward` uploads the
+// Inputs (which must be exact in the problem's dtype), runs the CUDA prefill forward (saving
+// out, vbar, lse, m, d1, zbar), poisons the gradient buffers (0xFF = NaN), runs the
+// deterministic CUDA backward (kernels/parallax_backward.cu) with the inputs' dO, and returns
+// everything widened to double: out, dq, dk, dv, dr and, in `saved`, the forward's vbar, lse,
+// m, omega (= d1), zbar and the backward's per-row t = <dO,out>, b = <dO,vbar>. Params-level
+// entry points (check_backward_params, launch_backward) are in kernels/backward_launch.hpp.
 // Not here: LLA (solver probes), query anchors, decode (forward only, SPEC §6.1).
 #pragma once
 #include <string>

@@ -1,58 +1,30 @@
 // kernels/cuda_api.cpp — host side of the plx CUDA kernels: validation, upload, launch.
 //
-// Charter: check_params() rejects every launch the kernels cannot take, before any CUDA
-// call (unsupported D/Dv, dtype, group size, misaligned pointers or strides, L = 0, grids
-// over the hardware limits, bad masks); forward() turns a Problem + Inputs into device
-// buffers (inputs rounded to bf16/fp16 exactly as the reference saw them), poisons the
-// outputs with 0xFF bytes (NaN), launches, checks every CUDA call, and widens the results
-// to double. Compiled by the host compiler; device code lives in the .cu files.
+// Charter: check_params() rejects every launch the kernels cannot take, before any CUDA call
+// (unsupported D/Dv, dtype, group size, misaligned pointers or strides, L = 0, grids over the
+// hardware limits, bad masks); forward() turns a Problem + Inputs into device buffers (inputs
+// must be exact in bf16/fp16, as the reference saw them), poisons the outputs with 0xFF bytes
+// (NaN), launches, and widens the results to double — the transfers, poisoning and CUDA error
+// checks through kernels/host_io.hpp. Compiled by the host compiler; device code lives in the
+// .cu files.
 #include "kernels/cuda_api.hpp"
 
 #include <cuda_runtime.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
-#include <cstring>
-#include <limits>
-#include <vector>
+#include <string>
 
+#include "kernels/host_io.hpp"
 #include "kernels/kernels_internal.hpp"
 #include "kernels/lla_api.hpp"
 
 namespace plx::cuda {
 
 namespace {
-
-void cuda_check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" +
-                                    cudaGetErrorString(e) + ")");
-}
-
 std::string str(long long x) { return std::to_string(x); }
-
-// Device buffer owner.
-struct DevBuf {
-  void* p = nullptr;
-  DevBuf() = default;
-  explicit DevBuf(std::size_t bytes) { alloc(bytes); }
-  void alloc(std::size_t bytes) {
-    if (bytes) cuda_check(cudaMalloc(&p, bytes), "cudaMalloc");
-  }
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-};
-
-std::uint16_t to_bits(double x, DType t) {
-  return t == DType::BF16 ? bf16_bits(static_cast<float>(x)) : f16_bits(static_cast<float>(x));
-}
-double from_bits(std::uint16_t b, DType t) {
-  return t == DType::BF16 ? double(bf16_to_float(b)) : double(f16_to_float(b));
-}
-
 }  // namespace
 
 bool available(std::string* why_not) {
@@ -158,7 +130,7 @@ void check_params(const AttnParams& p, Op op) {
 void launch(const AttnParams& p, Op op, void* stream) {
   check_params(p, op);
   const int e = op == Op::Decode ? detail::launch_decode(p, stream) : detail::launch_forward(p, stream);
-  cuda_check(static_cast<cudaError_t>(e), op == Op::Decode ? "decode launch" : "forward launch");
+  io::check(e, op == Op::Decode ? "decode launch" : "forward launch");
 }
 
 int decode_num_splits(const AttnParams& p, int num_sms) {
@@ -178,47 +150,27 @@ CandidateResult forward(const Problem& pr, const Inputs& in) {
   if (pr.probe == Probe::Solver) return lla_forward(pr, in);  // LLA: kernels/lla.cu
   std::string why;
   if (!supports(pr, &why)) throw Error("cuda::forward: unsupported problem: " + why);
+  io::require_inputs(pr, in, /*with_dO=*/false, "cuda::forward");  // bad input: before any device work
   if (!available(&why)) throw Error("cuda::forward: no usable device: " + why);
   const DType dt = pr.dtype;
   const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
   const bool plx = pr.probe == Probe::Learned;
-  in.q.require_shape({B, Lq, Hq, D}, "q");
-  in.k.require_shape({B, Lkv, Hkv, D}, "k");
-  in.v.require_shape({B, Lkv, Hkv, Dv}, "v");
-  if (plx) in.r.require_shape({B, Lq, Hq, D}, "r");
+  io::require_shapes(pr, in, /*with_dO=*/false);
 
-  auto upload = [&](const Tensor<double>& t, DevBuf& d, const char* name) {
-    std::vector<std::uint16_t> h(t.size());
-    for (std::size_t i = 0; i < t.size(); ++i) {
-      h[i] = to_bits(t.data[i], dt);
-      if (from_bits(h[i], dt) != t.data[i] && std::isfinite(t.data[i]))
-        throw Error(std::string("cuda::forward: input '") + name + "' is not exactly representable in " + to_string(dt));
-    }
-    d.alloc(h.size() * 2);
-    cuda_check(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
-  };
-  DevBuf dq, dr, dk, dv;
-  upload(in.q, dq, "q"), upload(in.k, dk, "k"), upload(in.v, dv, "v");
-  if (plx) upload(in.r, dr, "r");
+  const char* who = "cuda::forward";
+  io::DevBuf dq = io::upload_exact(in.q, dt, who, "q"), dk = io::upload_exact(in.k, dt, who, "k");
+  io::DevBuf dv = io::upload_exact(in.v, dt, who, "v"), dr;
+  if (plx) dr = io::upload_exact(in.r, dt, who, "r");
   const std::size_t n_out = B * Lq * Hq * Dv, n_row = B * Hq * Lq;
-  DevBuf dout(n_out * 2), dvbar(n_out * 2), dlse(n_row * 4), dm(n_row * 4), dd1(n_row * 4), dzb(n_row * 4);
-  for (DevBuf* b : {&dout, &dvbar}) cuda_check(cudaMemset(b->p, 0xFF, n_out * 2), "cudaMemset poison");
-  for (DevBuf* b : {&dlse, &dm, &dd1, &dzb}) cuda_check(cudaMemset(b->p, 0xFF, n_row * 4), "cudaMemset poison");
-  DevBuf dstart, dused;
-  if (!pr.start.empty()) {
-    dstart.alloc(B * 4);
-    cuda_check(cudaMemcpy(dstart.p, pr.start.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy start");
-  }
-  if (!pr.used.empty()) {
-    dused.alloc(B * 4);
-    cuda_check(cudaMemcpy(dused.p, pr.used.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy used");
-  }
+  io::DevBuf dout = io::poisoned(n_out * 2), dvbar = io::poisoned(n_out * 2);
+  io::DevBuf dlse = io::poisoned(n_row * 4), dm = io::poisoned(n_row * 4), dd1 = io::poisoned(n_row * 4),
+             dzb = io::poisoned(n_row * 4);
+  io::DevBuf dstart = io::upload_ints(pr.start, "cudaMemcpy start"), dused = io::upload_ints(pr.used, "cudaMemcpy used");
 
   AttnParams p;
-  p.q = dq.p, p.r = plx ? dr.p : nullptr, p.k = dk.p, p.v = dv.p;
-  p.out = dout.p, p.vbar = dvbar.p;
-  p.lse = static_cast<float*>(dlse.p), p.m = static_cast<float*>(dm.p), p.d1 = static_cast<float*>(dd1.p);
-  p.zbar = static_cast<float*>(dzb.p);
+  p.q = dq.get(), p.r = plx ? dr.get() : nullptr, p.k = dk.get(), p.v = dv.get();
+  p.out = dout.get(), p.vbar = dvbar.get();
+  p.lse = dlse.as<float>(), p.m = dm.as<float>(), p.d1 = dd1.as<float>(), p.zbar = dzb.as<float>();
   p.q_batch_stride = Lq * Hq * D, p.q_row_stride = Hq * D, p.q_head_stride = D;
   p.r_batch_stride = Lq * Hq * D, p.r_row_stride = Hq * D, p.r_head_stride = D;
   p.k_batch_stride = Lkv * Hkv * D, p.k_row_stride = Hkv * D, p.k_head_stride = D;
@@ -227,49 +179,33 @@ CandidateResult forward(const Problem& pr, const Inputs& in) {
   p.B = pr.B, p.Hq = pr.Hq, p.Hkv = pr.Hkv, p.Lq = pr.Lq, p.Lkv = pr.Lkv, p.D = pr.D, p.Dv = pr.Dv;
   p.scale = static_cast<float>(pr.tau());
   p.causal = pr.causal, p.window = pr.window;
-  p.start = static_cast<const int*>(dstart.p), p.used = static_cast<const int*>(dused.p);
+  p.start = dstart.as<const int>(), p.used = dused.as<const int>();
   p.dtype = dt == DType::BF16 ? ElemType::BF16 : ElemType::F16;
   p.mech = plx ? Mechanism::Parallax : Mechanism::Softmax;
   const Op op = pr.Lq == 1 ? Op::Decode : Op::Forward;
-  DevBuf dws;
+  io::DevBuf dws;
   if (op == Op::Decode) {
-    int sms = 0;
-    cuda_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+    const int sms = io::multiprocessor_count();
     if (const char* v = std::getenv("PLX_CUDA_DECODE_VERSION")) p.decode_version = std::atoi(v);  // tests pick v2/v3
     if (const char* s = std::getenv("PLX_CUDA_SPLITS")) p.num_splits = std::atoi(s);  // tests force splits
     else p.num_splits = decode_num_splits(p, sms);
     if (p.num_splits > 1) {
-      dws.alloc(decode_workspace_floats(p) * 4);
-      cuda_check(cudaMemset(dws.p, 0xFF, decode_counters_offset(p) * 4), "cudaMemset workspace (poison)");
-      cuda_check(cudaMemset(static_cast<float*>(dws.p) + decode_counters_offset(p), 0, std::size_t(p.B) * p.Hkv * 4),
-                 "cudaMemset workspace counters");
-      p.workspace = static_cast<float*>(dws.p);
+      dws = io::DevBuf(decode_workspace_floats(p) * 4);
+      io::fill(dws.get(), 0xFF, decode_counters_offset(p) * 4, "cudaMemset workspace (poison)");
+      io::fill(dws.as<float>() + decode_counters_offset(p), 0, std::size_t(p.B) * p.Hkv * 4, "cudaMemset workspace counters");
+      p.workspace = dws.as<float>();
     }
   }
   launch(p, op, nullptr);
-  cuda_check(cudaDeviceSynchronize(), "kernel execution");
+  io::synchronize("kernel execution");
 
   CandidateResult res;
-  auto download = [&](const DevBuf& d, std::vector<std::size_t> shape) {
-    Tensor<double> t(std::move(shape));
-    std::vector<std::uint16_t> h(t.size());
-    cuda_check(cudaMemcpy(h.data(), d.p, h.size() * 2, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
-    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = from_bits(h[i], dt);
-    return t;
-  };
-  auto download_f = [&](const DevBuf& d) {
-    Tensor<double> t({B, Hq, Lq});
-    std::vector<float> h(t.size());
-    cuda_check(cudaMemcpy(h.data(), d.p, h.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
-    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = h[i];
-    return t;
-  };
-  res.out = download(dout, {B, Lq, Hq, Dv});
-  res.saved["vbar"] = download(dvbar, {B, Lq, Hq, Dv});
-  res.saved["lse"] = download_f(dlse);
-  res.saved["m"] = download_f(dm);
-  res.saved["omega"] = download_f(dd1);
-  if (plx) res.saved["zbar"] = download_f(dzb);
+  res.out = io::download_16(dout.get(), dt, {B, Lq, Hq, Dv});
+  res.saved["vbar"] = io::download_16(dvbar.get(), dt, {B, Lq, Hq, Dv});
+  res.saved["lse"] = io::download_f32(dlse.get(), {B, Hq, Lq});
+  res.saved["m"] = io::download_f32(dm.get(), {B, Hq, Lq});
+  res.saved["omega"] = io::download_f32(dd1.get(), {B, Hq, Lq});
+  if (plx) res.saved["zbar"] = io::download_f32(dzb.get(), {B, Hq, Lq});
   return res;
 }
 

@@ -1,7 +1,7 @@
 // kernels/cuda_api.hpp — host API of the plx CUDA kernels (sm_90, bf16/fp16, fp32 accumulation).
 //
 // Charter: `available` / `supports` / `forward` are what the plx tool and the tests call:
-// forward() rounds the Inputs to the problem's dtype, uploads them, poisons the outputs
+// forward() uploads the Inputs (which must be exact in the problem's dtype), poisons the outputs
 // (0xFF = NaN), runs the decode kernel (Lq = 1: split-KV flash-decoding, GQA group per
 // block) or the prefill forward (mma.sync m16n8k16), and returns the outputs plus the
 // saved per-row tensors. `check_params` is the argument validation every launch runs
@@ -27,8 +27,10 @@ bool available(std::string* why_not);
 // problems are routed to kernels/lla_api.hpp (lla_supports / lla_forward).
 bool supports(const Problem& p, std::string* why_not);
 
-// Run the problem on the device. Throws plx::Error if !supports or !available.
-// Returns out (and saved: lse, m, omega, zbar, vbar) widened to double.
+// Run the problem on the device. Throws plx::Error if !supports or !available, or if an input
+// is not exactly representable in the dtype. Returns out (and saved: lse, m, omega, zbar, vbar)
+// widened to double. LLA problems go to lla_forward with default options (plx::NumericalError
+// for a singular direct solve).
 CandidateResult forward(const Problem& p, const Inputs& in);
 
 }  // namespace plx::cuda

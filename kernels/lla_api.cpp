@@ -4,19 +4,23 @@
 // (unsupported D/Dv or dtype, misaligned pointers or strides, a non-contiguous feature axis,
 // L = 0, grids over the hardware limits, bad lambda / delta_eps / CG tolerances, a missing
 // workspace); lla_forward() runs a Problem + Inputs (already exact in the problem's dtype),
-// poisons every output and the workspace with 0xFF bytes (NaN / -1) first, checks every CUDA
-// call and widens the results to double. Compiled by the host compiler (kernels are in lla.cu).
+// poisons every output and the workspace with 0xFF bytes (NaN / -1) first, widens the results
+// to double (transfers, poisoning and CUDA error checks through kernels/host_io.hpp), and turns
+// a row the fp32 direct solve found singular into plx::NumericalError (lla_throw_if_singular)
+// unless the caller asked for the per-row status instead. Compiled by the host compiler
+// (kernels are in lla.cu).
 #include "kernels/lla_api.hpp"
-
-#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda_api.hpp"
+#include "kernels/host_io.hpp"
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
 #include "validation/candidate_result.hpp"
@@ -24,32 +28,7 @@
 namespace plx::cuda {
 
 namespace {
-
-void check_cuda(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
-}
 std::string str(long long x) { return std::to_string(x); }
-
-struct Buf {  // device buffer owner
-  void* p = nullptr;
-  std::size_t bytes = 0;
-  Buf() = default;
-  explicit Buf(std::size_t n) { alloc(n); }
-  void alloc(std::size_t n) {
-    bytes = n;
-    if (n) check_cuda(cudaMalloc(&p, n), "cudaMalloc");
-  }
-  void poison() {
-    if (p) check_cuda(cudaMemset(p, 0xFF, bytes), "cudaMemset (poison)");
-  }
-  ~Buf() {
-    if (p) cudaFree(p);
-  }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-};
-
 }  // namespace
 
 void check_lla_params(const LlaParams& p, Op op) {
@@ -123,7 +102,7 @@ void check_lla_params(const LlaParams& p, Op op) {
 void launch_lla(const LlaParams& p, Op op, void* stream) {
   check_lla_params(p, op);
   const int e = op == Op::Decode ? detail::launch_lla_decode(p, stream) : detail::launch_lla_forward(p, stream);
-  check_cuda(static_cast<cudaError_t>(e), op == Op::Decode ? "lla decode launch" : "lla forward launch");
+  io::check(e, op == Op::Decode ? "lla decode launch" : "lla forward launch");
 }
 
 int lla_decode_num_splits(const LlaParams& p, int num_sms) {
@@ -168,38 +147,19 @@ CandidateResult lla_forward(const Problem& pr, const Inputs& in, const LlaRunOpt
   if (!available(&why)) throw Error("cuda::lla_forward: no usable device: " + why);
   const DType dt = pr.dtype;
   const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
-  auto upload16 = [&](const Tensor<double>& t, Buf& d, const char* name) {
-    std::vector<std::uint16_t> h(t.size());
-    for (std::size_t i = 0; i < t.size(); ++i) {
-      h[i] = dt == DType::BF16 ? bf16_bits(float(t.data[i])) : f16_bits(float(t.data[i]));
-      const double back = dt == DType::BF16 ? bf16_to_float(h[i]) : f16_to_float(h[i]);
-      if (back != t.data[i]) throw Error(std::string("cuda::lla_forward: input '") + name + "' is not exactly representable in " + to_string(dt));
-    }
-    d.alloc(h.size() * 2);
-    check_cuda(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
-  };
-  Buf dq, dk, dv;
-  upload16(in.q, dq, "q"), upload16(in.k, dk, "k"), upload16(in.v, dv, "v");
+  const char* who = "cuda::lla_forward";
+  io::DevBuf dq = io::upload_exact(in.q, dt, who, "q"), dk = io::upload_exact(in.k, dt, who, "k");
+  io::DevBuf dv = io::upload_exact(in.v, dt, who, "v");
   const std::size_t n_row = B * Hq * Lq;
-  std::vector<float> lam(n_row);
-  for (std::size_t i = 0; i < n_row; ++i) lam[i] = float(in.lambda.data[i]);
-  Buf dlam(n_row * 4);
-  check_cuda(cudaMemcpy(dlam.p, lam.data(), n_row * 4, cudaMemcpyHostToDevice), "cudaMemcpy lambda");
-  Buf dout(B * Lq * Hq * Dv * 2), dprobe(B * Lq * Hq * D * 4), dlse(n_row * 4), dom(n_row * 4), dit(n_row * 4), dst(n_row * 4);
-  for (Buf* b : {&dout, &dprobe, &dlse, &dom, &dit, &dst}) b->poison();
-  Buf dstart, dused;
-  if (!pr.start.empty()) {
-    dstart.alloc(B * 4);
-    check_cuda(cudaMemcpy(dstart.p, pr.start.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy start");
-  }
-  if (!pr.used.empty()) {
-    dused.alloc(B * 4);
-    check_cuda(cudaMemcpy(dused.p, pr.used.data(), B * 4, cudaMemcpyHostToDevice), "cudaMemcpy used");
-  }
+  io::DevBuf dlam = io::upload_floats(in.lambda, "cudaMemcpy lambda");
+  io::DevBuf dout = io::poisoned(B * Lq * Hq * Dv * 2), dprobe = io::poisoned(B * Lq * Hq * D * 4);
+  io::DevBuf dlse = io::poisoned(n_row * 4), dom = io::poisoned(n_row * 4), dit = io::poisoned(n_row * 4),
+             dst = io::poisoned(n_row * 4);
+  io::DevBuf dstart = io::upload_ints(pr.start, "cudaMemcpy start"), dused = io::upload_ints(pr.used, "cudaMemcpy used");
   LlaParams p;
-  p.q = dq.p, p.k = dk.p, p.v = dv.p, p.lambda = static_cast<const float*>(dlam.p);
-  p.out = dout.p, p.probe = static_cast<float*>(dprobe.p), p.lse = static_cast<float*>(dlse.p);
-  p.omega = static_cast<float*>(dom.p), p.iters = static_cast<int*>(dit.p), p.status = static_cast<int*>(dst.p);
+  p.q = dq.get(), p.k = dk.get(), p.v = dv.get(), p.lambda = dlam.as<const float>();
+  p.out = dout.get(), p.probe = dprobe.as<float>(), p.lse = dlse.as<float>();
+  p.omega = dom.as<float>(), p.iters = dit.as<int>(), p.status = dst.as<int>();
   p.q_batch_stride = Lq * Hq * D, p.q_row_stride = Hq * D, p.q_head_stride = D;
   p.k_batch_stride = Lkv * Hkv * D, p.k_row_stride = Hkv * D, p.k_head_stride = D;
   p.v_batch_stride = Lkv * Hkv * Dv, p.v_row_stride = Hkv * Dv, p.v_head_stride = Dv;
@@ -207,7 +167,7 @@ CandidateResult lla_forward(const Problem& pr, const Inputs& in, const LlaRunOpt
   p.B = pr.B, p.Hq = pr.Hq, p.Hkv = pr.Hkv, p.Lq = pr.Lq, p.Lkv = pr.Lkv, p.D = pr.D, p.Dv = pr.Dv;
   p.scale = float(pr.tau());
   p.causal = pr.causal, p.window = pr.window;
-  p.start = static_cast<const int*>(dstart.p), p.used = static_cast<const int*>(dused.p);
+  p.start = dstart.as<const int>(), p.used = dused.as<const int>();
   p.dtype = dt == DType::BF16 ? ElemType::BF16 : ElemType::F16;
   p.anchor = pr.anchor == Anchor::Query ? LlaAnchor::Query : LlaAnchor::KeyMean;
   p.delta_eps = float(pr.anchor_knobs.delta_eps), p.sgn0_zero = pr.anchor_knobs.sgn0 == Sgn0::Zero;
@@ -215,48 +175,42 @@ CandidateResult lla_forward(const Problem& pr, const Inputs& in, const LlaRunOpt
              : pr.solver.method == SolverMethod::CG   ? LlaSolver::CG
                                                       : LlaSolver::JacobiCG;
   p.cg_atol = float(pr.solver.cg_atol), p.cg_rtol = float(pr.solver.cg_rtol), p.cg_max_iters = pr.solver.cg_max_iters;
-  Buf dws;
+  io::DevBuf dws;
   if (decode) {
-    int sms = 0;
-    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+    const int sms = io::multiprocessor_count();
     if (opt.num_splits > 0) p.num_splits = opt.num_splits;
     else if (const char* s = std::getenv("PLX_CUDA_SPLITS")) p.num_splits = std::atoi(s);
     else p.num_splits = lla_decode_num_splits(p, sms);
-    dws.alloc(lla_workspace_floats(p) * 4);
-    dws.poison();  // every record that is read must have been written
-    p.workspace = static_cast<float*>(dws.p);
+    dws = io::poisoned(lla_workspace_floats(p) * 4);  // every record that is read must have been written
+    p.workspace = dws.as<float>();
   }
   launch_lla(p, decode ? Op::Decode : Op::Forward, nullptr);
-  check_cuda(cudaDeviceSynchronize(), "lla kernel execution");
+  io::synchronize("lla kernel execution");
 
   CandidateResult res;
-  {
-    Tensor<double> t({B, Lq, Hq, Dv});
-    std::vector<std::uint16_t> h(t.size());
-    check_cuda(cudaMemcpy(h.data(), dout.p, h.size() * 2, cudaMemcpyDeviceToHost), "cudaMemcpy D2H out");
-    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = dt == DType::BF16 ? bf16_to_float(h[i]) : f16_to_float(h[i]);
-    res.out = std::move(t);
-  }
-  auto down_f = [&](const Buf& d, std::vector<std::size_t> shape) {
-    Tensor<double> t(std::move(shape));
-    std::vector<float> h(t.size());
-    check_cuda(cudaMemcpy(h.data(), d.p, h.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
-    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = h[i];
-    return t;
-  };
-  auto down_i = [&](const Buf& d) {
-    Tensor<double> t({B, Hq, Lq});
-    std::vector<int> h(t.size());
-    check_cuda(cudaMemcpy(h.data(), d.p, h.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
-    for (std::size_t i = 0; i < h.size(); ++i) t.data[i] = h[i];
-    return t;
-  };
-  res.saved["probe"] = down_f(dprobe, {B, Lq, Hq, D});
-  res.saved["lse"] = down_f(dlse, {B, Hq, Lq});
-  res.saved["omega"] = down_f(dom, {B, Hq, Lq});
-  res.saved["cg_iters"] = down_i(dit);
-  res.saved["status"] = down_i(dst);
+  res.out = io::download_16(dout.get(), dt, {B, Lq, Hq, Dv});
+  res.saved["probe"] = io::download_f32(dprobe.get(), {B, Lq, Hq, D});
+  res.saved["lse"] = io::download_f32(dlse.get(), {B, Hq, Lq});
+  res.saved["omega"] = io::download_f32(dom.get(), {B, Hq, Lq});
+  res.saved["cg_iters"] = io::download_i32(dit.get(), {B, Hq, Lq});
+  res.saved["status"] = io::download_i32(dst.get(), {B, Hq, Lq});
+  if (opt.throw_on_singular) lla_throw_if_singular(res.saved.at("status"));
   return res;
+}
+
+void lla_throw_if_singular(const Tensor<double>& status) {
+  if (status.shape.size() != 3) throw Error("lla_throw_if_singular: status must be [B, Hq, Lq], got " + shape_str(status.shape));
+  const std::size_t n = status.size();
+  std::size_t first = n, count = 0;
+  for (std::size_t r = 0; r < n; ++r)
+    if (status.data[r] == double(kLlaSingular)) count += 1, first = std::min(first, r);
+  if (!count) return;
+  const std::size_t Hq = status.shape[1], Lq = status.shape[2];
+  const std::size_t b = first / (Hq * Lq), h = first / Lq % Hq, i = first % Lq;
+  throw NumericalError("cuda::lla_forward: singular ridge system at row (b=" + std::to_string(b) + ", h=" +
+                       std::to_string(h) + ", i=" + std::to_string(i) + ") (" + std::to_string(count) + " of " +
+                       std::to_string(n) + " rows): C + lambda I is not numerically positive definite in fp32 "
+                       "(a Cholesky pivot <= D u32 max diag); lambda = 0 with too few or affinely dependent keys?");
 }
 
 }  // namespace plx::cuda

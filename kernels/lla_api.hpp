@@ -3,7 +3,9 @@
 // Charter: params level (check_lla_params, launch_lla, lla_decode_num_splits; C++17-safe, the
 // benchmarks use it) and Problem level (lla_supports, lla_forward: rounds nothing, uploads the
 // dtype-exact Inputs, poisons every output with NaN, launches, checks every CUDA call, widens
-// the results to double). Bad input is a plx::Error thrown before any CUDA call.
+// the results to double). Bad input is a plx::Error thrown before any CUDA call; a row whose
+// fp32 direct solve finds C + lambda I singular is a plx::NumericalError after the launch, as
+// in reference/ and fast/ (LlaRunOptions::throw_on_singular = false returns it as a status).
 // Formulation (SPEC §3.5, §7.3, §7.4): the output is always assembled in the covariance form
 //   out = a * vbar - b * sum_j p_j (r.(k_j - kbar)) (v_j - vbar)
 // with (r, a, b) = (theta, 1, 1) for the key-mean anchor and (rho, omega (1 - rho.delta)/d,
@@ -19,6 +21,7 @@ namespace plx {
 struct Problem;
 struct Inputs;
 struct CandidateResult;
+template <class T> struct Tensor;
 }  // namespace plx
 
 namespace plx::cuda {
@@ -43,12 +46,21 @@ enum class LlaPath { Auto = 0, SplitKV = 1, MatrixFree = 2 };
 struct LlaRunOptions {
   LlaPath path = LlaPath::Auto;  // Auto: Lq = 1 -> SplitKV, else MatrixFree
   int num_splits = 0;            // SplitKV: 0 = heuristic (or env PLX_CUDA_SPLITS)
+  bool throw_on_singular = true; // false: singular rows come back as status kLlaSingular with NaN
+                                 //   output instead of a plx::NumericalError (the kernels' raw behaviour)
 };
 
-// Run the problem. Returns out and saved: lse, omega, probe, cg_iters, status (widened to
-// double). Throws plx::Error if unsupported or no device.
+// Run the problem. Returns out and saved: lse, omega, probe, cg_iters, status (LlaStatus per
+// row, widened to double). Throws plx::Error if unsupported or no device, and (unless
+// opt.throw_on_singular is false) plx::NumericalError if any row's direct solve was singular
+// (lla_throw_if_singular). Not-converged / non-finite CG rows are reported in status, not thrown
+// (SPEC §7.5, like the reference).
 CandidateResult lla_forward(const Problem& p, const Inputs& in, const LlaRunOptions& opt);
 CandidateResult lla_forward(const Problem& p, const Inputs& in);
+
+// Throws plx::NumericalError naming the first row (b, h, i) of a [B, Hq, Lq] status tensor (the
+// saved "status" of lla_forward) that is kLlaSingular, and how many are; returns otherwise.
+void lla_throw_if_singular(const Tensor<double>& status);
 
 namespace detail {  // kernels/lla.cu; params assumed validated; return a cudaError_t as int
 int launch_lla_decode(const LlaParams& p, void* stream);

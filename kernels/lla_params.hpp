@@ -22,7 +22,8 @@ enum LlaStatus : int {
   kLlaOk = 0,            // direct solve succeeded, or CG's stopping test fired (or rhs = 0), or empty row
   kLlaNotConverged = 1,  // CG ran cg_max_iters iterations without meeting the test (SPEC §7.5)
   kLlaNonFinite = 2,     // CG residual norm became NaN/Inf (counted as failure, SPEC §7.5)
-  kLlaSingular = 3       // Cholesky pivot <= 0 in fp32: C + lambda I not numerically PD (output NaN)
+  kLlaSingular = 3       // Cholesky pivot <= D u32 max diag in fp32: C + lambda I not numerically PD
+                         //   (output NaN; lla_forward then throws plx::NumericalError by default)
 };
 
 struct LlaParams {

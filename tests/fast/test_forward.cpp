@@ -5,7 +5,7 @@
 // algorithm run by the reference in the candidate's precision, or below a derived floor
 // (tests/fast/fast_support.hpp). Also: fixed larger cases (several tiles, split-KV decode,
 // D = 59, L = 97 / 1025), exact zeros for empty rows, bit-identical results for 1 vs 2
-// threads, the portable kernels, both bf16 kernel sets (AMX score tiles and the widening
+// threads, the portable kernels, both bf16 kernel sets (AMX tile products and the widening
 // fallback), and plx::Error for bad input / unsupported problems.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
@@ -158,16 +158,17 @@ TEST(FastForward, BitIdenticalAcrossThreadCounts) {
     }
 }
 
-// bf16 storage: both kernel sets — AMX score tiles (chosen where CPUID and the OS allow it) and
-// the widening fallback (forced) — pass the reference check on awkward shapes: D = 59 (AMX pads d
-// to 64 with a zero-padded copy of K), whole and partial key tiles (Lkv = 100 = 48 + 48 + 4),
-// window, padding, GQA, and LLA (query anchor: its fp32 probe is split into bf16 pieces on AMX;
-// rounding it to bf16 would fail this check, SPEC §7.2).
+// bf16 storage: both kernel sets — AMX tile products (chosen where CPUID and the OS allow it)
+// and the FMA kernels on widened inputs (forced) — pass the reference check on awkward shapes:
+// D = 59 (AMX pads d to 64 in the packed K), Dv = D (AMX pads V^T to a multiple of 16 columns),
+// whole and partial key tiles (Lkv = 100 = 48 + 48 + 4), window, padding, GQA, and LLA (query
+// anchor: its fp32 probe is split into bf16 pieces on AMX; rounding it to bf16 would fail this
+// check, SPEC §7.2).
 TEST(FastForward, Bf16KernelSetsMatchReference) {
-  for (bool widen : {false, true}) {
-    fast::force_bf16_widen(widen);
-    const std::string kern = fast::bf16_kernel();
-    if (widen) EXPECT_NE(kern.find("widen"), std::string::npos) << kern;
+  for (bool fma : {false, true}) {
+    fast::force_fma(fma);
+    const std::string kern = fast::forward_kernel(DType::BF16);
+    if (fma) EXPECT_NE(kern, "amx");
     std::printf("bf16 kernel set: %s\n", kern.c_str());
     for (auto [m, D] : {std::pair{"softmax", 59}, std::pair{"parallax", 64}, std::pair{"parallax", 59},
                         std::pair{"lla", 64}, std::pair{"lla_cov", 59}, std::pair{"learned_query", 64}}) {
@@ -179,7 +180,7 @@ TEST(FastForward, Bf16KernelSetsMatchReference) {
         EXPECT_TRUE(r.passed) << m << " D=" << D << " " << kern << "\n" << format_report({r});
       }
   }
-  fast::force_bf16_widen(false);
+  fast::force_fma(false);
 }
 
 // The AMX path keeps z = r.k in fp32: the probe is split exactly into bf16 pieces. LLA's theta is
@@ -191,11 +192,11 @@ TEST(FastForward, Bf16AmxKeepsProbeProductsInFp32) {
   Problem p = fixed("lla_cov", 80, 80, 64, DType::BF16);
   p.solver.lambda = 0.3;
   const Inputs in = make_inputs(p);
-  fast::force_bf16_widen(false);
+  fast::force_fma(false);
   const auto a = fast::forward(p, in);
-  fast::force_bf16_widen(true);
+  fast::force_fma(true);
   const auto b = fast::forward(p, in);
-  fast::force_bf16_widen(false);
+  fast::force_fma(false);
   double tmax = 0, kmax = 0, err = 0, zmax = 0;
   for (double x : a.saved.at("probe").data) tmax = std::max(tmax, std::abs(x));
   for (std::size_t o = 0; o < in.k.size(); o += p.D) {
@@ -212,6 +213,42 @@ TEST(FastForward, Bf16AmxKeepsProbeProductsInFp32) {
   EXPECT_LE(err, bound);
 }
 
+// The AMX value products keep the weights P1 = 2^(s2 - m2) in fp32 (three exact bf16 pieces).
+// The saved vbar = sum_j p_j v_j of the AMX and the FMA kernels then differ only by fp32
+// rounding, in the logits and in the weighted sum. Per kernel, the probabilistic bound of an
+// n-term fp32 sum is 4u sqrt(n) sum|terms|: a logit tau q.k moves by e_s <= 4u sqrt(D) S1 with
+// S1 = max over (i, j) of tau sum_d |q_id k_jd|, which moves vbar by at most 2 e_s max|v| (the
+// weights shift by relative e_s, vbar by sum_j p_j e_j (v_j - vbar)); the weighted sum adds
+// 4u sqrt(Lkv) max|v|. Two kernels: |diff| <= 2 * 4u (2 sqrt(D) S1 + sqrt(Lkv)) max|v|.
+// Rounding P1 to bf16 (relative 2^-9 per weight, what bf16 GPU kernels do) moves the vbar of a
+// row with two keys by ~2^-10 |v1 - v2|, far above this bound.
+TEST(FastForward, Bf16AmxKeepsWeightsInFp32) {
+  Problem p = fixed("parallax", 200, 200, 64, DType::BF16);
+  const Inputs in = make_inputs(p);
+  fast::force_fma(false);
+  const auto a = fast::forward(p, in);
+  fast::force_fma(true);
+  const auto b = fast::forward(p, in);
+  fast::force_fma(false);
+  double vmax = 0, s1 = 0, err = 0, vbmax = 0;
+  for (double x : in.v.data) vmax = std::max(vmax, std::abs(x));
+  for (int i = 0; i < p.Lq; ++i)
+    for (int h = 0; h < p.Hq; ++h)
+      for (int j = 0; j < p.Lkv; ++j) {
+        double s = 0;
+        for (int d = 0; d < p.D; ++d) s += std::abs(in.q(0, i, h, d) * in.k(0, j, h / p.group(), d));
+        s1 = std::max(s1, p.tau() * s);
+      }
+  const auto &va = a.saved.at("vbar"), &vb = b.saved.at("vbar");
+  for (std::size_t t = 0; t < va.size(); ++t)
+    err = std::max(err, std::abs(va.data[t] - vb.data[t])), vbmax = std::max(vbmax, std::abs(va.data[t]));
+  const double bound = 2 * 4 * 0x1p-24 * (2 * std::sqrt(double(p.D)) * s1 + std::sqrt(double(p.Lkv))) * vmax;
+  std::printf("vbar %s vs FMA: max diff %.3g (bound %.3g, max|v| %.3g)\n", fast::forward_kernel(DType::BF16).c_str(),
+              err, bound, vmax);
+  EXPECT_GT(vbmax, 0.0);
+  EXPECT_LE(err, bound);
+}
+
 // bf16 with AMX: bit-identical for 1 and 2 threads (tiled path and a single-tile split-KV case).
 TEST(FastForward, Bf16BitIdenticalAcrossThreadCounts) {
   for (const char* m : {"softmax", "parallax", "lla_cov"})
@@ -220,7 +257,7 @@ TEST(FastForward, Bf16BitIdenticalAcrossThreadCounts) {
       const Inputs in = make_inputs(p);
       const auto a = with_threads(1, [&] { return fast::forward(p, in); });
       const auto b = with_threads(2, [&] { return fast::forward(p, in); });
-      EXPECT_TRUE(bit_identical(a, b)) << m << " Lq=" << Lq << " " << fast::bf16_kernel();
+      EXPECT_TRUE(bit_identical(a, b)) << m << " Lq=" << Lq << " " << fast::forward_kernel(DType::BF16);
       EXPECT_TRUE(bit_identical(a.saved.at("lse"), b.saved.at("lse"))) << m;
     }
 }

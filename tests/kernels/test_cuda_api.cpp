@@ -7,7 +7,12 @@
 
 #include <string>
 
+#include <cmath>
+#include <limits>
+
+#include "kernels/backward_api.hpp"
 #include "kernels/cuda_api.hpp"
+#include "reference/inputs.hpp"
 
 namespace plx::cuda {
 namespace {
@@ -203,6 +208,39 @@ TEST(CudaApiSupports, AvailableNeverThrows) {
   const bool ok = available(&why);
   if (!ok) EXPECT_FALSE(why.empty());
   std::printf("cuda::available = %d (%s)\n", int(ok), why.c_str());
+}
+
+// Non-finite inputs are bad input for cuda::forward and cuda::backward: a plx::Error naming the
+// tensor, raised before any device work (so it also holds on a machine without a GPU, where the
+// call would otherwise fail only at "no usable device"). The exactness check of the upload lets
+// non-finite values through, so without this a NaN would reach the kernels.
+TEST(CudaApiCheck, NonFiniteInputsAreRejectedBeforeTheDevice) {
+  Problem p;
+  set_member(p, "parallax");
+  p.B = 1, p.Hq = 2, p.Hkv = 1, p.Lq = 5, p.Lkv = 7, p.D = 64, p.Dv = 64, p.dtype = DType::BF16;
+  const Inputs good = make_inputs(p);
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  struct Case {
+    Tensor<double> Inputs::*t;
+    const char* name;
+    double x;
+  };
+  for (const Case& c : {Case{&Inputs::q, "'q'", nan}, Case{&Inputs::k, "'k'", inf}, Case{&Inputs::v, "'v'", -inf},
+                        Case{&Inputs::r, "'r'", nan}}) {
+    Inputs in = good;
+    (in.*c.t).data[3] = c.x;
+    expect_error([&] { forward(p, in); }, c.name);
+    expect_error([&] { backward(p, in); }, c.name);
+  }
+  Inputs in = good;
+  in.dO.data[1] = nan;
+  expect_error([&] { backward(p, in); }, "'dO'");
+  // Finite inputs pass the check: on a GPU the call runs, elsewhere the error is about the device.
+  try {
+    forward(p, good);
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

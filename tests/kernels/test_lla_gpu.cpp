@@ -8,8 +8,9 @@
 // kernel error <= 2 x the error of a naive same-precision computation (emulate() below: the
 // reference's own algorithm in float on the same inputs, output rounded to the dtype) or a
 // derived floor (see floor_of). Plus the CG non-convergence flag, split-count invariance,
-// matrix-free == split-KV, rapidcheck properties, and bitwise determinism (the sanitizer case).
-// GPU tests skip (GTEST_SKIP) with a message where no CUDA device exists.
+// matrix-free == split-KV, rapidcheck properties, bitwise determinism (the sanitizer case), and a
+// singular fp32 direct solve raising plx::NumericalError like reference/ and fast/ (the status
+// scan itself is a host test). GPU tests skip (GTEST_SKIP) with a message where no CUDA device exists.
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
@@ -109,6 +110,25 @@ TEST(LlaApiCheck, RejectsWhatTheKernelsCannotTake) {
   bad(Op::Decode, [](LlaParams& p) { p.workspace = nullptr; }, "'workspace'");
   bad(Op::Decode, [](LlaParams& p) { p.num_splits = 0; }, "'num_splits'");
   bad(Op::Forward, [](LlaParams& p) { p.solver = cuda::LlaSolver::Direct; }, "matrix-free");
+}
+
+// lla_forward's singular check (no device): a [B, Hq, Lq] status tensor with singular rows gives a
+// plx::NumericalError naming the first one in (b, h, i) order and the count; the other statuses
+// (ok, not converged, non-finite CG) are reported, not thrown (SPEC §7.5).
+TEST(LlaApiCheck, SingularStatusIsANumericalErrorNamingTheFirstRow) {
+  Tensor<double> st({2, 4, 3}, double(cuda::kLlaOk));
+  st(0, 1, 2) = cuda::kLlaNotConverged, st(0, 3, 0) = cuda::kLlaNonFinite;
+  EXPECT_NO_THROW(cuda::lla_throw_if_singular(st));
+  st(1, 3, 2) = cuda::kLlaSingular, st(1, 2, 0) = cuda::kLlaSingular;
+  try {
+    cuda::lla_throw_if_singular(st);
+    ADD_FAILURE() << "no plx::NumericalError for singular rows";
+  } catch (const NumericalError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("singular"), std::string::npos) << m;
+    EXPECT_NE(m.find("row (b=1, h=2, i=0)"), std::string::npos) << m;
+    EXPECT_NE(m.find("2 of 24 rows"), std::string::npos) << m;
+  }
 }
 
 Problem lla_problem(const std::string& member, DType dt, int D, int B, int Hq, int Hkv, int Lq, int Lkv, std::uint64_t seed) {
@@ -676,6 +696,45 @@ TEST(LlaGpuProps, RandomDecodeMatchesReference) {
 TEST(LlaGpuProps, RandomPrefillMatchesReference) {
   SKIP_WITHOUT_DEVICE();
   EXPECT_TRUE(rc::check("random LLA prefill vs reference", [] { property(false); }));
+}
+
+// A singular fp32 direct solve is a plx::NumericalError, as in reference/ and fast/. lambda = 0 and
+// feature 0 of every key of batch 1 exactly 0: kbar_0 = 0 exactly, so C + lambda I has a zero row
+// and column and the first Cholesky pivot is exactly 0 (below the D u32 max-diag threshold). Batch 0
+// keeps lambda = 1 (well conditioned), so the first singular row is (b=1, h=0, i=0). With
+// throw_on_singular = false the kernels' raw per-row report comes back instead: status singular and
+// NaN output in batch 1, batch 0 ok and finite.
+TEST(LlaGpuDecode, SingularDirectSolveIsANumericalError) {
+  SKIP_WITHOUT_DEVICE();
+  for (const char* member : {"lla_cov", "lla"}) {
+    Problem p = lla_problem(member, DType::BF16, 64, 2, 4, 2, 1, 200, test::seed() + 8000);
+    p.solver.method = SolverMethod::Direct, p.solver.lambda = 0.0;
+    Inputs in = make_inputs(p);
+    for (int j = 0; j < p.Lkv; ++j)
+      for (int hk = 0; hk < p.Hkv; ++hk) in.k(1, j, hk, 0) = 0.0;
+    for (int h = 0; h < p.Hq; ++h) in.lambda(0, h, 0) = 1.0;
+    for (int splits : {1, 3}) {
+      SCOPED_TRACE(std::string(member) + " splits=" + std::to_string(splits));
+      cuda::LlaRunOptions o{cuda::LlaPath::SplitKV, splits};
+      try {
+        cuda::lla_forward(p, in, o);
+        ADD_FAILURE() << "no plx::NumericalError for a singular C + lambda I";
+      } catch (const NumericalError& e) {
+        EXPECT_NE(std::string(e.what()).find("singular"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("row (b=1, h=0, i=0)"), std::string::npos) << e.what();
+      }
+      o.throw_on_singular = false;
+      const CandidateResult got = cuda::lla_forward(p, in, o);
+      for (int h = 0; h < p.Hq; ++h) {
+        EXPECT_EQ(got.saved.at("status")(0, h, 0), double(cuda::kLlaOk)) << "h=" << h;
+        EXPECT_EQ(got.saved.at("status")(1, h, 0), double(cuda::kLlaSingular)) << "h=" << h;
+        for (int d = 0; d < p.Dv; ++d) {
+          EXPECT_TRUE(std::isfinite(got.out(0, 0, h, d))) << "h=" << h << " d=" << d;
+          EXPECT_TRUE(std::isnan(got.out(1, 0, h, d))) << "h=" << h << " d=" << d;
+        }
+      }
+    }
+  }
 }
 
 // The same launch twice gives bitwise the same output (no races, no atomics). Small on purpose:
