@@ -74,18 +74,24 @@ inline int amx_pieces_needed(const float* x, int n) {
 
 // Vector split of 16 fp32 values into three pieces by truncation: p1 = x with its low 16 bits
 // cleared (the top 8 significant bits: a bf16 value), p2 = the same for x - p1 (exact in fp32:
-// the low 16 bits of the significand), p3 = x - p1 - p2 (at most 8 significant bits: exactly a
-// bf16 value). Each piece is returned as fp32 with zero low half, so its bf16 bits are the
-// high half. (Truncation, unlike the RNE split of amx_piece, needs no conversion instruction;
-// both are exact.)
+// the low 16 bits of the significand), p3 = the same for x - p1 - p2 (for normal x that
+// residual has at most 8 significant bits, so the mask clears nothing and the split is exact).
+// Each piece is fp32 with a zero low half, so its bf16 bits are the high half. For fp32
+// denormals (|x| < 2^-126: weights of keys more than 126 binary orders below the row maximum)
+// the last mask drops bits below 2^-133 — and the tile unit reads bf16 denormals as 0 anyway —
+// but it keeps the low half zero: the pair packing below ORs two pieces together, and a stray
+// low half would land in the other key's bf16 (found by the hazard property test: garbage
+// weights up to 1e38 with outlier tokens, whose weights underflow to denormals).
 inline void amx_split3(__m512 x, __m512 p[3]) {
   const __m512i hi = _mm512_set1_epi32(int(0xFFFF0000u));
   p[0] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), hi));
   x = _mm512_sub_ps(x, p[0]);
   p[1] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), hi));
-  p[2] = _mm512_sub_ps(x, p[1]);
+  x = _mm512_sub_ps(x, p[1]);
+  p[2] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), hi));
 }
-// VNNI pairs of two rows of pieces: dword l = bf16(b_l) << 16 | bf16(a_l) (a = the even key).
+// VNNI pairs of two rows of pieces: dword l = bf16(b_l) << 16 | bf16(a_l) (a = the even key);
+// a and b have zero low halves (amx_split3).
 inline __m512i amx_pairs(__m512 a, __m512 b) {
   return _mm512_or_si512(_mm512_castps_si512(b), _mm512_srli_epi32(_mm512_castps_si512(a), 16));
 }
