@@ -6,9 +6,9 @@
 // accumulators, sharing the K fragments), online softmax in base 2, O1 += P1 V and
 // O2 += P2 V by mma with P1 = exp2(s - m) and P2 = P1 (z - z0) rounded to the input type
 // (as FlashAttention rounds P). Stable formulation: the per-row shift of SPEC §7.1 with
-// z0 = the p1-weighted mean of z over the row's first tile that has an allowed key
-// (a running zbar), so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when
-// |zbar| >> sigma_z. Causal (end-aligned), windows, start/used per batch, GQA (head h
+// z0 = the running p1-weighted mean of z, re-centred after every tile (d2 -= dz d1,
+// O2 -= dz O1), so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when |zbar| >> sigma_z
+// and P2 stays small when later tiles bring dominant keys with a different z (outlier tokens). Causal (end-aligned), windows, start/used per batch, GQA (head h
 // reads kv head h / G). Saves out, vbar (input type) and fp32 lse, m (natural units),
 // d1 (= omega), zbar for the backward. Not here: the backward, LLA, WGMMA/TMA.
 #include <cuda_runtime.h>
@@ -113,7 +113,6 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
       if (PLX) o2[i][e] = 0.f;
     }
   float m_run[2] = {-INFINITY, -INFINITY}, d1[2] = {0.f, 0.f}, d2[2] = {0.f, 0.f}, z0[2] = {0.f, 0.f};
-  bool z0set[2] = {false, false};
 
   const unsigned qs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Qs));
   const unsigned rs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Rs));
@@ -193,23 +192,29 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
       }
     float ls2[2] = {0.f, 0.f};
     if (PLX) {
-      // z0: p1-weighted mean of z over the first tile where the row has weight.
-      const bool need0 = !z0set[0] && mx[0] != -INFINITY, need1 = !z0set[1] && mx[1] != -INFINITY;
-      if (__any_sync(0xffffffffu, need0 || need1)) {
-        float w[2] = {0.f, 0.f}, wz[2] = {0.f, 0.f};
+      // Online re-centring (SPEC §7.1 shift): z0 follows the running p1-weighted mean of z, so
+      // P2 = P1 (z - z0) stays ~ P1 (z - zbar) even when later tiles bring dominant keys whose
+      // z is far from the first tile's (outlier tokens, large logits). d1, d2 are row totals
+      // (quad-reduced per tile); moving the centre by dz = z0' - z0 is the exact update
+      // d2 -= dz d1, O2 -= dz O1, applied with the rescale by alpha.
+      float w[2] = {ls1[0], ls1[1]}, wz[2] = {0.f, 0.f};
 #pragma unroll
-        for (int i = 0; i < NTS; ++i)
+      for (int i = 0; i < NTS; ++i)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) w[e >> 1] += s[i][e], wz[e >> 1] += s[i][e] * z[i][e];
+        for (int e = 0; e < 4; ++e) wz[e >> 1] += s[i][e] * z[i][e];
+      float dz[2];
 #pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 1);
-          w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 2);
-          wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 1);
-          wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 2);
-        }
-        if (need0) z0[0] = wz[0] / w[0], z0set[0] = true;
-        if (need1) z0[1] = wz[1] / w[1], z0set[1] = true;
+      for (int rr = 0; rr < 2; ++rr) {
+        w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 1);
+        w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 2);
+        wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 1);
+        wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 2);
+        const float d1o = d1[rr], d1n = alpha[rr] * d1o + w[rr];
+        const float zn = d1n > 0.f ? (alpha[rr] * (d1o * z0[rr] + d2[rr]) + wz[rr]) / d1n : z0[rr];
+        dz[rr] = zn - z0[rr];
+        d2[rr] = alpha[rr] * (d2[rr] - dz[rr] * d1o);
+        d1[rr] = d1n;
+        z0[rr] = zn;
       }
 #pragma unroll
       for (int i = 0; i < NTS; ++i)
@@ -218,19 +223,27 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
           z[i][e] = s[i][e] * (z[i][e] - z0[e >> 1]);  // p2 (masked: p1 = 0)
           ls2[e >> 1] += z[i][e];
         }
-    }
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      d1[rr] = d1[rr] * alpha[rr] + ls1[rr];
-      if (PLX) d2[rr] = d2[rr] * alpha[rr] + ls2[rr];
-    }
-#pragma unroll
-    for (int i = 0; i < NTO; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        o1[i][e] *= alpha[e >> 1];
-        if (PLX) o2[i][e] *= alpha[e >> 1];
+      for (int rr = 0; rr < 2; ++rr) {
+        ls2[rr] += __shfl_xor_sync(0xffffffffu, ls2[rr], 1);
+        ls2[rr] += __shfl_xor_sync(0xffffffffu, ls2[rr], 2);
+        d2[rr] += ls2[rr];
       }
+#pragma unroll
+      for (int i = 0; i < NTO; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          o2[i][e] = alpha[e >> 1] * (o2[i][e] - dz[e >> 1] * o1[i][e]);
+          o1[i][e] *= alpha[e >> 1];
+        }
+    } else {
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) d1[rr] = d1[rr] * alpha[rr] + ls1[rr];  // per-thread partial
+#pragma unroll
+      for (int i = 0; i < NTO; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o1[i][e] *= alpha[e >> 1];
+    }
     // ---- O1 += P1 V, O2 += P2 V ----
     const unsigned vb = vs_addr + buf * BN * RS * 2;
 #pragma unroll
@@ -263,13 +276,11 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
   cp_async_wait<0>();
 
   // ---- epilogue ----
+  if (!PLX) {  // softmax: per-thread partial sums; Parallax keeps row totals (above)
 #pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 1);
-    d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 2);
-    if (PLX) {
-      d2[rr] += __shfl_xor_sync(0xffffffffu, d2[rr], 1);
-      d2[rr] += __shfl_xor_sync(0xffffffffu, d2[rr], 2);
+    for (int rr = 0; rr < 2; ++rr) {
+      d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 1);
+      d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 2);
     }
   }
 #pragma unroll
