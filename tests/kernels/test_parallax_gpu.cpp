@@ -248,6 +248,19 @@ TEST(CudaDecode, V2CudaCoreKernel) {
   Problem lr = base_problem("parallax", DType::BF16, 128, 2, 8, 2, 1, 1024, ++seed);
   lr.gen = InputGen::LargeR;
   check_case(lr, "decode v2 LargeR");
+  // Every hazard generator through v2 (its shift is z0 = r.k_lo, the first key's z), bf16 and
+  // fp16, with one split and three.
+  for (InputGen g : {InputGen::RmsNorm, InputGen::Anisotropic, InputGen::Outliers, InputGen::Sink,
+                     InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR, InputGen::Normal})
+    for (const char* member : {"parallax", "parallax_centred", "softmax"})
+      for (DType dt : {DType::BF16, DType::F16})
+        for (int splits : {1, 3}) {
+          SplitEnv env(splits);
+          Problem p = base_problem(member, dt, 128, 2, 4, 4, 1, 1025, ++seed);
+          p.gen = g;
+          check_case(p, std::string("decode v2 hazard ") + to_string(g) + " " + member + " " + to_string(dt) +
+                            " splits=" + std::to_string(splits));
+        }
   unsetenv("PLX_CUDA_DECODE_VERSION");
 }
 
