@@ -164,14 +164,15 @@ inline void amx_scores(const std::uint16_t* K, std::size_t ldk, AmxPackedX& X, f
 }
 
 // The online-softmax step of one AMX key tile (fwd_step<float> of fast/lane_steps.hpp, the same
-// arithmetic in the same order) with the weights written straight into the B tiles of the value
-// product: keys are taken in pairs (2 pr, 2 pr + 1) so that P1 (lane block lb < nl / 16) and P2
-// (lane block lb + nl / 16, from the z lanes at St + zoff) leave as three exact pieces in VNNI
-// pairs, Pb[((ks * 3 + k) * nlb + lb) * 512 + 32 pr + 2 l + e] = piece k of the weight of key
-// 32 ks + 2 pr + e, lane 16 lb + l, without a second pass over the tile. St holds tau-free scores q.k (lanes < nl) and z = r.k (lanes zoff + c) for the
-// nk <= kAmxTile keys; keys past nk get zero weights.
-inline void amx_fwd_step(const float* St, int lds, int nk, int nl, int zoff, int j0, const int* lo, const int* hi,
-                         const float* z0, float sc, float* m, float* d1, float* d2, float* alpha, int nlb,
+// arithmetic in the same order, with the online re-centring of the shift z0 and its dz output)
+// with the weights written straight into the B tiles of the value product: P1 (lane block
+// lb < nl / 16) and P2 (lane block lb + nl / 16, from the z lanes at St + zoff) leave as three
+// exact pieces in VNNI pairs, Pb[((ks * 3 + k) * nlb + lb) * 512 + 32 pr + 2 l + e] = piece k of
+// the weight of key 32 ks + 2 pr + e, lane 16 lb + l. St holds tau-free scores q.k (lanes < nl)
+// and z = r.k (lanes zoff + c) for the nk <= kAmxTile keys; P1 is left in the score lanes;
+// keys past nk get zero weights.
+inline void amx_fwd_step(float* St, int lds, int nk, int nl, int zoff, int j0, const int* lo, const int* hi, float* z0,
+                         float sc, float* m, float* d1, float* d2, float* alpha, float* dz, int nlb,
                          std::uint16_t* Pb) {
   const __m512 vsc = _mm512_set1_ps(sc), vninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const __m512 zero = _mm512_setzero_ps();
@@ -181,13 +182,33 @@ inline void amx_fwd_step(const float* St, int lds, int nk, int nl, int zoff, int
     const __m512 mold = _mm512_loadu_ps(m + c);
     __m512 mx = mold;
     for (int j = 0; j < nk; ++j) {
+      float* sp = St + std::size_t(j) * lds + c;
       const __mmask16 ok = valid_mask(_mm512_set1_epi32(j0 + j), vlo, vhi);
-      mx = _mm512_max_ps(mx, _mm512_mask_mul_ps(vninf, ok, _mm512_loadu_ps(St + std::size_t(j) * lds + c), vsc));
+      const __m512 s = _mm512_mask_mul_ps(vninf, ok, _mm512_loadu_ps(sp), vsc);
+      _mm512_storeu_ps(sp, s);
+      mx = _mm512_max_ps(mx, s);
     }
     const __m512 ms = _mm512_mask_mov_ps(mx, _mm512_cmpeq_ps_mask(mx, vninf), zero);
     const __m512 al = exp2_ps(_mm512_sub_ps(mold, ms));
-    const __m512 vz0 = zoff >= 0 ? _mm512_loadu_ps(z0 + c) : zero;
-    __m512 l1 = zero, l2 = zero;
+    __m512 l1 = zero, wz = zero;
+    for (int j = 0; j < nk; ++j) {
+      float* sp = St + std::size_t(j) * lds + c;
+      const __m512 pp = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(sp), ms));
+      _mm512_storeu_ps(sp, pp);
+      l1 = _mm512_add_ps(l1, pp);
+      if (zoff >= 0) wz = _mm512_fmadd_ps(pp, _mm512_loadu_ps(sp + zoff), wz);
+    }
+    const __m512 d1o = _mm512_loadu_ps(d1 + c), d1n = _mm512_fmadd_ps(al, d1o, l1);
+    __m512 zn = zero, l2 = zero;
+    if (zoff >= 0) {
+      const __m512 zo = _mm512_loadu_ps(z0 + c), d2o = _mm512_loadu_ps(d2 + c);
+      const __m512 num = _mm512_fmadd_ps(al, _mm512_fmadd_ps(d1o, zo, d2o), wz);
+      zn = _mm512_mask_div_ps(zo, _mm512_cmp_ps_mask(d1n, zero, _CMP_GT_OQ), num, d1n);
+      const __m512 dzc = _mm512_sub_ps(zn, zo);
+      _mm512_storeu_ps(d2 + c, _mm512_mul_ps(al, _mm512_fnmadd_ps(dzc, d1o, d2o)));  // + l2 below
+      _mm512_storeu_ps(z0 + c, zn);
+      _mm512_storeu_ps(dz + c, dzc);
+    }
     for (int j = 0; j < kAmxTile; j += 2) {
       const int ks = j / 32, pr = (j % 32) / 2;
       std::uint16_t* dst = Pb + (std::size_t(ks * 3) * nlb + lb) * 512 + 32 * pr;
@@ -202,12 +223,9 @@ inline void amx_fwd_step(const float* St, int lds, int nk, int nl, int zoff, int
       __m512 p[2] = {zero, zero}, q[2] = {zero, zero};
       for (int e = 0; e < 2 && j + e < nk; ++e) {
         const float* sp = St + std::size_t(j + e) * lds + c;
-        const __mmask16 ok = valid_mask(_mm512_set1_epi32(j0 + j + e), vlo, vhi);
-        const __m512 s = _mm512_mask_mul_ps(vninf, ok, _mm512_loadu_ps(sp), vsc);
-        p[e] = exp2_ps(_mm512_sub_ps(s, ms));
-        l1 = _mm512_add_ps(l1, p[e]);
+        p[e] = _mm512_loadu_ps(sp);
         if (zoff >= 0) {
-          q[e] = _mm512_mul_ps(p[e], _mm512_sub_ps(_mm512_loadu_ps(sp + zoff), vz0));
+          q[e] = _mm512_mul_ps(p[e], _mm512_sub_ps(_mm512_loadu_ps(sp + zoff), zn));
           l2 = _mm512_add_ps(l2, q[e]);
         }
       }
@@ -219,8 +237,8 @@ inline void amx_fwd_step(const float* St, int lds, int nk, int nl, int zoff, int
         for (int k = 0; k < 3; ++k) _mm512_storeu_si512(dsz + std::size_t(k) * nlb * 512, amx_pairs(a[k], b[k]));
       }
     }
-    _mm512_storeu_ps(d1 + c, _mm512_add_ps(_mm512_mul_ps(al, _mm512_loadu_ps(d1 + c)), l1));
-    _mm512_storeu_ps(d2 + c, _mm512_add_ps(_mm512_mul_ps(al, _mm512_loadu_ps(d2 + c)), l2));
+    if (zoff >= 0) _mm512_storeu_ps(d2 + c, _mm512_add_ps(_mm512_loadu_ps(d2 + c), l2));
+    _mm512_storeu_ps(d1 + c, d1n);
     _mm512_storeu_ps(m + c, mx);
     _mm512_storeu_ps(alpha + c, al);
   }

@@ -3,7 +3,8 @@
 // Charter: attention_forward_tiles streams key tiles of kBK against a query tile of up to
 // kBQ rows (q and r stacked as 2 kBQ lanes: one scores product gives q.k and r.k, one pv
 // product gives O1 and O2), with the online max of SPEC §4.1 in base 2 and the exact
-// per-row shift z -> z - z0 (z0 = r.k of the row's first valid key, SPEC §7.1). Memory:
+// per-row shift z -> z - z0 of SPEC §7.1, z0 re-centred online on the running P1-weighted mean
+// of z (fast/lane_steps.hpp fwd_step; split-KV chunks re-centred in the combine). Memory:
 // per-thread tiles O((kBQ + kBK) D) plus the per-call packs below — never L x L. A single
 // query tile with more than kSplitKeys keys (decode) is split over KV into chunks of fixed
 // size and combined exactly (SPEC §6.2) in chunk order. Backward (SPEC §5.1/§5.2): one pass over query tiles; dk/dv
@@ -82,13 +83,13 @@ template <class S, class A> struct FwdTile {
   int BQ, NQ, D, Dv;
   bool probe;
   // thread-local buffers
-  std::vector<A> Qt, Kt, Vt, St, O, m, d1, d2, alpha, z0;
+  std::vector<A> Qt, Kt, Vt, St, O, m, d1, d2, alpha, z0, dz;
   std::vector<int> lo, hi;
   FwdTile(const FwdArgs<S, A>& a_, int BQ_)
       : a(a_), p(*a_.p), BQ(BQ_), NQ(a_.r ? 2 * BQ_ : BQ_), D(a_.p->D), Dv(a_.p->Dv), probe(a_.r != nullptr) {
     St.assign(std::size_t(kAmx ? 2 * kBK : kBK) * NQ + kPvSlack, A(0));
     O.assign(std::size_t(NQ + kPvSlack) * Dv, A(0));
-    m.resize(BQ), d1.resize(BQ), d2.resize(BQ), alpha.resize(BQ), z0.resize(BQ);
+    m.resize(BQ), d1.resize(BQ), d2.resize(BQ), alpha.resize(BQ), z0.resize(BQ), dz.assign(BQ, A(0));
     lo.resize(BQ), hi.resize(BQ);
     if constexpr (kAmx) {
 #if defined(PLX_FAST_AMX)
@@ -135,7 +136,6 @@ template <class S, class A> struct FwdTile {
       if (c >= nr) continue;
       const RowRange R = row_range(p, b, i0 + c);
       if (R.empty()) continue;
-      if (probe) z0[c] = dot<A>(rb + (i0 + c) * ldq, kb + R.lo * ldk, D);  // shift: z of the first valid key
       lo[c] = std::max(R.lo, ks), hi[c] = std::min(R.hi, ke);
       if (hi[c] > lo[c]) U0 = std::min(U0, lo[c]), U1 = std::max(U1, hi[c]);
     }
@@ -166,7 +166,14 @@ template <class S, class A> struct FwdTile {
         scores(Kt.data(), nkp);
       }
       fwd_step<A>(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
-                  d1.data(), d2.data(), alpha.data());
+                  d1.data(), d2.data(), alpha.data(), dz.data());
+      if (probe)  // re-centre O2 with the shift (fwd_step): O2 -= dz O1, before the rescale
+        for (int r = 0; r < BQ; ++r) {
+          if (dz[r] == A(0)) continue;
+          const A* o1 = O.data() + std::size_t(r) * Dv;
+          A* o2 = O.data() + std::size_t(BQ + r) * Dv;
+          for (int c = 0; c < Dv; ++c) o2[c] -= dz[r] * o1[c];
+        }
       for (int r = 0; r < NQ; ++r) {
         const A al = alpha[r % BQ];
         if (al == A(1)) continue;
@@ -191,7 +198,16 @@ template <class S, class A> struct FwdTile {
       amx_scores(kv->k(bg, j0), kv->ldk, X, St.data(), NQ);
       if (nk > kAmxKeys) amx_scores(kv->k(bg, j0 + kAmxKeys), kv->ldk, X, St.data() + std::size_t(kAmxKeys) * NQ, NQ);
       amx_fwd_step(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
-                   d1.data(), d2.data(), alpha.data(), nlb, Pb.data());
+                   d1.data(), d2.data(), alpha.data(), dz.data(), nlb, Pb.data());
+      if (probe)  // re-centre O2 with the shift (amx_fwd_step): Ot2 -= dz Ot1, before the merge
+        for (int lb = 0; lb < BQ / 16; ++lb) {
+          const __m512 d = _mm512_loadu_ps(dz.data() + 16 * lb);
+          if (_mm512_cmpneq_ps_mask(d, _mm512_setzero_ps()) == 0) continue;
+          for (int c = 0; c < Dvp; ++c) {
+            float* o = Ot.data() + std::size_t(c) * NQ + 16 * lb;
+            _mm512_storeu_ps(o + BQ, _mm512_fnmadd_ps(d, _mm512_loadu_ps(o), _mm512_loadu_ps(o + BQ)));
+          }
+        }
       for (int l = 0; l < NQ; ++l) alane[l] = alpha[l % BQ];
       amx_pv(kv->vt(bg, j0), kv->ldvt, Pb.data(), nlb, Ot.data(), NQ, ncb, alane.data(), scratch.data());
     }
@@ -222,11 +238,13 @@ inline void finalize_row(const A* O1, const A* O2, A m2, A d1, A d2, A z0, int D
 
 // ------------------------------------------------------------------ decode
 // One query row (Lq = 1) against keys [lo, hi) of one split: the §4.1 accumulators with the
-// shift z0, streamed over blocks of 16 keys (dot products per key, one exp2 per block).
-// State out: m2 (base 2), d1, d2, O1, O2 (pre-zeroed by the caller, O2 unused for softmax).
+// shift z0 (in/out), re-centred online on the running p1-weighted mean of z after every block
+// of 16 keys (d2 -= dz d1, O2 -= dz O1, as fwd_step), streamed over blocks of 16 keys (dot
+// products per key, one exp2 per block). State out: m2 (base 2), d1, d2, O1, O2 (pre-zeroed by
+// the caller, O2 unused for softmax), z0.
 template <class S, class A>
 void decode_chunk(const A* q, const A* r, const S* kb, std::size_t ldk, const S* vb, std::size_t ldv, int D, int Dv,
-                  int lo, int hi, A z0, A sc, A& m, A& d1, A& d2, A* O1, A* O2) {
+                  int lo, int hi, A& z0, A sc, A& m, A& d1, A& d2, A* O1, A* O2) {
   A s[16], z[16];
   for (int j0 = lo; j0 < hi; j0 += 16) {
     const int n = std::min(16, hi - j0);
@@ -240,12 +258,23 @@ void decode_chunk(const A* q, const A* r, const S* kb, std::size_t ldk, const S*
       s[jj] = a * sc, z[jj] = c, mx = std::max(mx, s[jj]);
     }
     const A al = std::exp2(m - mx);  // m = -inf at the start: 0
-    d1 *= al, d2 *= al, m = mx;
+    A l1 = 0, wz = 0;
+    for (int jj = 0; jj < n; ++jj) s[jj] = std::exp2(s[jj] - mx), l1 += s[jj], wz += s[jj] * z[jj];
+    const A d1n = al * d1 + l1;
+    A dz = 0;
+    if (r) {
+      const A zn = d1n > A(0) ? (al * (d1 * z0 + d2) + wz) / d1n : z0;
+      dz = zn - z0, z0 = zn;
+      d2 = al * (d2 - dz * d1);
+    }
+    d1 = d1n, m = mx;
+    if (r && dz != A(0))
+      for (int c = 0; c < Dv; ++c) O2[c] -= dz * O1[c];
     if (al != A(1))
       for (int c = 0; c < Dv; ++c) O1[c] *= al, O2[c] *= al;
     for (int jj = 0; jj < n; ++jj) {
-      const A p1 = std::exp2(s[jj] - mx), p2 = p1 * (z[jj] - z0);
-      d1 += p1, d2 += p2;
+      const A p1 = s[jj], p2 = r ? p1 * (z[jj] - z0) : A(0);
+      d2 += p2;
       const S* vr = vb + std::size_t(j0 + jj) * ldv;
       for (int c = 0; c < Dv; ++c) O1[c] += p1 * to_acc<A>(vr[c]);
       if (r)
@@ -262,7 +291,7 @@ inline __m512 load16(const std::uint16_t* p, __mmask16 k) {
 }
 template <class S>
 void decode_chunk_avx(const float* q, const float* r, const S* kb, std::size_t ldk, const S* vb, std::size_t ldv,
-                      int D, int Dv, int lo, int hi, float z0, float sc, float& m, float& d1, float& d2, float* O1,
+                      int D, int Dv, int lo, int hi, float& z0, float sc, float& m, float& d1, float& d2, float* O1,
                       float* O2) {
   alignas(64) float s[16], z[16], p1[16], p2[16];
   const int nvd = (D + 15) / 16, nvv = (Dv + 15) / 16;
@@ -284,17 +313,29 @@ void decode_chunk_avx(const float* q, const float* r, const S* kb, std::size_t l
     const __m512 vs = _mm512_load_ps(s);
     const float mx = std::max(m, _mm512_reduce_max_ps(vs));
     const float al = std::exp2(m - mx);
-    d1 *= al, d2 *= al, m = mx;
-    if (al != 1.0f)
+    const __m512 vp = exp2_ps(_mm512_sub_ps(vs, _mm512_set1_ps(mx)));
+    _mm512_store_ps(p1, vp);
+    float l1 = 0.0f, wz = 0.0f;
+    for (int jj = 0; jj < n; ++jj) l1 += p1[jj], wz += p1[jj] * z[jj];
+    const float d1n = al * d1 + l1;
+    float dz = 0.0f;
+    if (r) {  // re-centre the shift on the running p1-weighted mean of z (see decode_chunk)
+      const float zn = d1n > 0.0f ? (al * (d1 * z0 + d2) + wz) / d1n : z0;
+      dz = zn - z0, z0 = zn;
+      d2 = al * (d2 - dz * d1);
+    }
+    d1 = d1n, m = mx;
+    if (dz != 0.0f || al != 1.0f)
       for (int v = 0; v < nvv; ++v) {
         const __mmask16 k = mask(Dv - 16 * v);
-        _mm512_mask_storeu_ps(O1 + 16 * v, k, _mm512_mul_ps(_mm512_set1_ps(al), _mm512_maskz_loadu_ps(k, O1 + 16 * v)));
-        _mm512_mask_storeu_ps(O2 + 16 * v, k, _mm512_mul_ps(_mm512_set1_ps(al), _mm512_maskz_loadu_ps(k, O2 + 16 * v)));
+        const __m512 o1 = _mm512_maskz_loadu_ps(k, O1 + 16 * v), o2 = _mm512_maskz_loadu_ps(k, O2 + 16 * v);
+        const __m512 va = _mm512_set1_ps(al);
+        _mm512_mask_storeu_ps(O2 + 16 * v, k, _mm512_mul_ps(va, _mm512_fnmadd_ps(_mm512_set1_ps(dz), o1, o2)));
+        _mm512_mask_storeu_ps(O1 + 16 * v, k, _mm512_mul_ps(va, o1));
       }
-    const __m512 vp = exp2_ps(_mm512_sub_ps(vs, _mm512_set1_ps(mx)));
     const __m512 vp2 = _mm512_mul_ps(vp, _mm512_sub_ps(_mm512_load_ps(z), _mm512_set1_ps(z0)));
-    _mm512_store_ps(p1, vp), _mm512_store_ps(p2, vp2);
-    for (int jj = 0; jj < n; ++jj) d1 += p1[jj], d2 += p2[jj];
+    _mm512_store_ps(p2, vp2);
+    for (int jj = 0; jj < n; ++jj) d2 += p2[jj];
     for (int v = 0; v < nvv; ++v) {
       const __mmask16 k = mask(Dv - 16 * v);
       __m512 o1 = _mm512_maskz_loadu_ps(k, O1 + 16 * v), o2 = _mm512_maskz_loadu_ps(k, O2 + 16 * v);
@@ -309,14 +350,14 @@ void decode_chunk_avx(const float* q, const float* r, const S* kb, std::size_t l
 }
 template <>
 inline void decode_chunk<float, float>(const float* q, const float* r, const float* kb, std::size_t ldk, const float* vb,
-                                       std::size_t ldv, int D, int Dv, int lo, int hi, float z0, float sc, float& m,
+                                       std::size_t ldv, int D, int Dv, int lo, int hi, float& z0, float sc, float& m,
                                        float& d1, float& d2, float* O1, float* O2) {
   decode_chunk_avx(q, r, kb, ldk, vb, ldv, D, Dv, lo, hi, z0, sc, m, d1, d2, O1, O2);
 }
 template <>
 inline void decode_chunk<std::uint16_t, float>(const float* q, const float* r, const std::uint16_t* kb, std::size_t ldk,
                                                const std::uint16_t* vb, std::size_t ldv, int D, int Dv, int lo, int hi,
-                                               float z0, float sc, float& m, float& d1, float& d2, float* O1,
+                                               float& z0, float sc, float& m, float& d1, float& d2, float* O1,
                                                float* O2) {
   decode_chunk_avx(q, r, kb, ldk, vb, ldv, D, Dv, lo, hi, z0, sc, m, d1, d2, O1, O2);
 }
@@ -349,7 +390,6 @@ void decode_splits(const FwdArgs<S, A>& a, int nsplit, int BQ, int NQ, std::vect
         m[h] = ninf<A>(), d1[h] = d2[h] = z0[h] = A(0);
         const std::size_t qo = (std::size_t(b) * Hq + h) * D;
         for (int d = 0; d < D; ++d) qf[std::size_t(h) * D + d] = to_acc<A>(a.q[qo + d]);
-        if (probe && !R.empty()) z0[h] = dot<A>(a.r + qo, kb + R.lo * ldk + std::size_t(h / G) * D, D);
       }
       for (int j0 = lo - (lo % 16 + 16) % 16; j0 < hi; j0 += 16) {
         const int bl = std::max(lo, j0), bh = std::min(hi, j0 + 16);
@@ -363,14 +403,13 @@ void decode_splits(const FwdArgs<S, A>& a, int nsplit, int BQ, int NQ, std::vect
         }
       }
       for (int h = 0; h < Hq; ++h) {
-        A* st = ws_s.data() + ((std::size_t(b) * Hq + h) * nsplit + sp) * 3 * BQ;
-        st[0] = m[h], st[BQ] = d1[h], st[2 * BQ] = d2[h];
+        A* st = ws_s.data() + ((std::size_t(b) * Hq + h) * nsplit + sp) * 4 * BQ;
+        st[0] = m[h], st[BQ] = d1[h], st[2 * BQ] = d2[h], st[3 * BQ] = z0[h];
         A* wo = ws_o.data() + ((std::size_t(b) * Hq + h) * nsplit + sp) * NQ * Dv;
         std::copy(O.begin() + std::size_t(h) * 2 * Dv, O.begin() + std::size_t(h) * 2 * Dv + Dv, wo);
         if (probe)
           std::copy(O.begin() + std::size_t(h) * 2 * Dv + Dv, O.begin() + std::size_t(h + 1) * 2 * Dv,
                     wo + std::size_t(BQ) * Dv);
-        if (sp == 0 && a.z0) a.z0[(std::size_t(b) * Hq + h) * p.Lq] = z0[h];
       }
     }
   }
@@ -385,10 +424,10 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
   const int nsplit = (nqt == 1 && Lkv > 2 * kSplitKeys) ? (Lkv + kSplitKeys - 1) / kSplitKeys : 1;
   const long ntask = long(B) * Hq * nqt * nsplit;
   const int NQ = probe ? 2 * BQ : BQ;
-  // split workspace: per (b, h, split): BQ x (m, d1, d2) and NQ x Dv
+  // split workspace: per (b, h, split): BQ x (m, d1, d2, z0) and NQ x Dv
   std::vector<A> ws_s, ws_o;
   if (nsplit > 1) {
-    ws_s.assign(std::size_t(B) * Hq * nsplit * 3 * BQ, A(0));
+    ws_s.assign(std::size_t(B) * Hq * nsplit * 4 * BQ, A(0));
     ws_o.assign(std::size_t(B) * Hq * nsplit * NQ * Dv, A(0));
   }
   auto row_ptr = [&](A* t, int b, int i, int h, int w) { return t ? t + ((std::size_t(b) * Lq + i) * Hq + h) * w : nullptr; };
@@ -436,14 +475,12 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
       const int ks = nsplit > 1 ? sp * kSplitKeys : 0, ke = nsplit > 1 ? std::min(Lkv, ks + kSplitKeys) : Lkv;
       T.run(b, h, i0, nr, ks, ke);
       if (nsplit > 1) {
-        A* s = ws_s.data() + ((std::size_t(b) * Hq + h) * nsplit + sp) * 3 * BQ;
+        A* s = ws_s.data() + ((std::size_t(b) * Hq + h) * nsplit + sp) * 4 * BQ;
         std::copy(T.m.begin(), T.m.end(), s);
         std::copy(T.d1.begin(), T.d1.end(), s + BQ);
         std::copy(T.d2.begin(), T.d2.end(), s + 2 * BQ);
+        std::copy(T.z0.begin(), T.z0.end(), s + 3 * BQ);  // each split's own shift (re-centred online)
         std::copy(T.O.begin(), T.O.begin() + std::size_t(NQ) * Dv, ws_o.data() + ((std::size_t(b) * Hq + h) * nsplit + sp) * NQ * Dv);
-        if (sp == 0)  // the shift z0 is the same for every split; keep it once
-          for (int c = 0; c < nr; ++c)
-            if (a.z0) *per_row(a.z0, b, h, i0 + c) = T.z0[c];
         continue;
       }
       for (int c = 0; c < nr; ++c) {
@@ -466,34 +503,31 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
     for (long t = 0; t < nrow; ++t) {
       const int i = int(t % Lq), h = int((t / Lq) % Hq), b = int(t / (long(Lq) * Hq));
       const std::size_t base = (std::size_t(b) * Hq + h) * nsplit;
-      A M = ninf<A>();
-      for (int s = 0; s < nsplit; ++s) M = std::max(M, ws_s[(base + s) * 3 * BQ + i]);
+      // Exact combine (SPEC §6.2) with the shifts re-centred on the heaviest split's z0 (C):
+      // sum p (z - C) = d2_s + (z0_s - C) d1_s, and the same for O2 with O1.
+      A M = ninf<A>(), C = A(0);
+      for (int s = 0; s < nsplit; ++s) {
+        const A* st = ws_s.data() + (base + s) * 4 * BQ;
+        if (st[i] > M) M = st[i], C = st[3 * BQ + i];
+      }
       A d1 = 0, d2 = 0;
       std::fill(O1.begin(), O1.end(), A(0)), std::fill(O2.begin(), O2.end(), A(0));
       if (M != ninf<A>())
         for (int s = 0; s < nsplit; ++s) {
-          const A* st = ws_s.data() + (base + s) * 3 * BQ;
+          const A* st = ws_s.data() + (base + s) * 4 * BQ;
           if (st[i] == ninf<A>()) continue;  // empty chunk: a_c = 0, never -inf - -inf
-          const A ac = std::exp2(st[i] - M);
-          d1 += ac * st[BQ + i], d2 += ac * st[2 * BQ + i];
+          const A ac = std::exp2(st[i] - M), dz = st[3 * BQ + i] - C;
+          d1 += ac * st[BQ + i], d2 += ac * (st[2 * BQ + i] + dz * st[BQ + i]);
           const A* o = ws_o.data() + (base + s) * NQ * Dv;
           for (int c = 0; c < Dv; ++c) {
             O1[c] += ac * o[std::size_t(i) * Dv + c];
-            if (probe) O2[c] += ac * o[std::size_t(BQ + i) * Dv + c];
+            if (probe) O2[c] += ac * (o[std::size_t(BQ + i) * Dv + c] + dz * o[std::size_t(i) * Dv + c]);
           }
         }
-      const A z0 = a.z0 ? *per_row(a.z0, b, h, i) : A(0);
-      A z0k = z0;
-      if (!a.z0 && probe) {  // recompute the shift (the caller did not keep it)
-        const RowRange R = row_range(p, b, i);
-        const std::size_t ldq = std::size_t(Hq) * p.D, ldk = std::size_t(p.Hkv) * p.D;
-        if (!R.empty())
-          z0k = dot<A>(a.r + (std::size_t(b) * Lq * Hq + h) * p.D + i * ldq,
-                       a.k + (std::size_t(b) * Lkv * p.Hkv + h / p.group()) * p.D + R.lo * ldk, p.D);
-      }
+      const A z0k = C;
       finalize_row<A>(O1.data(), probe ? O2.data() : nullptr, M, d1, d2, z0k, Dv, row_ptr(a.out, b, i, h, Dv),
                       row_ptr(a.vbar, b, i, h, Dv), per_row(a.m2, b, h, i), per_row(a.d1, b, h, i),
-                      per_row(a.zbar, b, h, i), nullptr, per_row(a.zbar_shifted, b, h, i));
+                      per_row(a.zbar, b, h, i), per_row(a.z0, b, h, i), per_row(a.zbar_shifted, b, h, i));
     }
   }
 }

@@ -148,14 +148,19 @@ template <class S, class A> CandidateResult run(const Problem& p, const Inputs& 
           A dom;                           // Delta / omega
           if (p.probe == Probe::Solver) {
             dom = dom_pre[ro];  // SPEC §3.5: Delta = omega / (1 + alpha) (CG: 1 - rho.(kbar - q))
-          } else {  // learned: 1 - r.(kbar - q) = 1 - zb' - r.(k_lo - q), zb' = zbar - z0 (shifted mean,
-                    // from the kernel) and one dot product with k_lo - q: no cancellation of r.k vs r.q
+          } else {  // learned: 1 - r.(kbar - q) = 1 - zb' - (z0 - r.k_lo) - r.(k_lo - q), zb' = zbar - z0
+                    // (mean relative to the kernel's final shift z0) and one dot product with
+                    // k_lo - q: no cancellation of r.k vs r.q; z0 - r.k_lo is a difference of two
+                    // values of z (the shift is a weighted mean of z), rounded like zbar itself.
             const std::size_t qo = ((std::size_t(b) * Lq + i) * Hq + h) * D;
             const int klo = row_range(p, b, i).lo;
-            A e0 = 0;
-            for (std::size_t d = 0; d < D; ++d)
-              e0 += r[qo + d] * A(in.k(b, klo, h / p.group(), d) - in.q.data[qo + d]);
-            dom = A(1) - zbs[ro] - e0;
+            A e0 = 0, zlo = 0;
+            for (std::size_t d = 0; d < D; ++d) {
+              const double kd = in.k(b, klo, h / p.group(), d);
+              e0 += r[qo + d] * A(kd - in.q.data[qo + d]);
+              zlo += r[qo + d] * A(kd);
+            }
+            dom = A(1) - zbs[ro] - (z0[ro] - zlo) - e0;
           }
           // omega: d1 = sum 2^(s2 - m2) = sum exp(s - m) uses the same pivot (base 2 only changes units).
           const A omega = p.probe == Probe::Solver ? omega_pre[ro] : d1[ro];

@@ -58,7 +58,7 @@ template <class S, class A> struct FwdArgs {
   A* m2 = nullptr;              // [B,Hq,Lq] optional: row max of s * log2(e) (base-2 units)
   A* d1 = nullptr;              // [B,Hq,Lq] optional: omega = sum_j 2^(s2_j - m2)
   A* zbar = nullptr;            // [B,Hq,Lq] optional: zbar = sum_j p_j z_j (unshifted)
-  A* z0 = nullptr;              // [B,Hq,Lq] optional: the shift z of the first valid key
+  A* z0 = nullptr;              // [B,Hq,Lq] optional: the final shift (SPEC 7.1; the running p-weighted mean of z)
   A* zbar_shifted = nullptr;    // [B,Hq,Lq] optional: d2/d1 = sum_j p_j (z_j - z0)
 };
 template <class S, class A> struct BwdArgs {

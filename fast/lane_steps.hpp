@@ -14,11 +14,16 @@ template <class A> constexpr A ninf() { return -std::numeric_limits<A>::infinity
 
 // Forward step over one key tile (keys j0 + j, j < nk; lanes c < nl are query rows).
 // St[j][c] holds q.k on entry and P1 on exit; if zoff >= 0, St[j][zoff + c] holds z = r.k
-// on entry and P2 = P1 (z - z0[c]) on exit. m, d1, d2 are the running state; alpha the
-// rescale factor 2^(m_old - m_new) for the accumulated rows.
+// on entry and P2 = P1 (z - z0'[c]) on exit. m, d1, d2 are the running state; alpha the
+// rescale factor 2^(m_old - m_new) for the accumulated rows. z0 is the shift of SPEC §7.1,
+// re-centred online: z0' = the running P1-weighted mean of z including this tile (d2 is kept
+// relative to it: d2 <- alpha (d2 - dz d1) + sum P2), and dz = z0' - z0 is returned so the
+// caller moves O2 the same way (O2 <- alpha (O2 - dz O1) + P2 V) before adding this tile.
+// With z0 fixed at one key's z, dominant keys far from it (outlier tokens) made P2 and the
+// closed form out = vbar - (O2/d1 - zb vbar) cancel; the running mean keeps P2 ~ P1 (z - zbar).
 template <class A>
-void fwd_step(A* St, int lds, int nk, int nl, int zoff, int j0, const int* lo, const int* hi, const A* z0, A sc,
-              A* m, A* d1, A* d2, A* alpha) {
+void fwd_step(A* St, int lds, int nk, int nl, int zoff, int j0, const int* lo, const int* hi, A* z0, A sc, A* m,
+              A* d1, A* d2, A* alpha, A* dz) {
   for (int c = 0; c < nl; ++c) {
     A mx = m[c];
     for (int j = 0; j < nk; ++j) {
@@ -29,18 +34,26 @@ void fwd_step(A* St, int lds, int nk, int nl, int zoff, int j0, const int* lo, c
     }
     const A ms = mx == ninf<A>() ? A(0) : mx;
     const A al = std::exp2(m[c] - ms);
-    A l1 = 0, l2 = 0;
+    A l1 = 0, wz = 0;
     for (int j = 0; j < nk; ++j) {
       A& s = St[std::size_t(j) * lds + c];
-      const A pp = std::exp2(s - ms);
-      s = pp, l1 += pp;
-      if (zoff >= 0) {
+      s = std::exp2(s - ms), l1 += s;
+      if (zoff >= 0) wz += s * St[std::size_t(j) * lds + zoff + c];
+    }
+    const A d1n = al * d1[c] + l1;
+    if (zoff >= 0) {
+      const A zn = d1n > A(0) ? (al * (d1[c] * z0[c] + d2[c]) + wz) / d1n : z0[c];
+      const A dzc = zn - z0[c];
+      A l2 = 0;
+      for (int j = 0; j < nk; ++j) {
         A& z = St[std::size_t(j) * lds + zoff + c];
-        z = pp * (z - z0[c]);
+        z = St[std::size_t(j) * lds + c] * (z - zn);
         l2 += z;
       }
+      d2[c] = al * (d2[c] - dzc * d1[c]) + l2;
+      z0[c] = zn, dz[c] = dzc;
     }
-    d1[c] = al * d1[c] + l1, d2[c] = al * d2[c] + l2, m[c] = mx, alpha[c] = al;
+    d1[c] = d1n, m[c] = mx, alpha[c] = al;
   }
 }
 
@@ -76,8 +89,8 @@ inline __mmask16 valid_mask(__m512i jj, __m512i lo, __m512i hi) {
 
 template <>
 inline void fwd_step<float>(float* St, int lds, int nk, int nl, int zoff, int j0, const int* lo, const int* hi,
-                            const float* z0, float sc, float* m, float* d1, float* d2, float* alpha) {
-  const __m512 vsc = _mm512_set1_ps(sc), vninf = _mm512_set1_ps(ninf<float>());
+                            float* z0, float sc, float* m, float* d1, float* d2, float* alpha, float* dz) {
+  const __m512 vsc = _mm512_set1_ps(sc), vninf = _mm512_set1_ps(ninf<float>()), zero = _mm512_setzero_ps();
   for (int c = 0; c < nl; c += 16) {
     const __m512i vlo = _mm512_loadu_si512(lo + c), vhi = _mm512_loadu_si512(hi + c);
     const __m512 mold = _mm512_loadu_ps(m + c);
@@ -89,30 +102,35 @@ inline void fwd_step<float>(float* St, int lds, int nk, int nl, int zoff, int j0
       _mm512_storeu_ps(sp, s);
       mx = _mm512_max_ps(mx, s);
     }
-    const __m512 ms = _mm512_mask_mov_ps(mx, _mm512_cmpeq_ps_mask(mx, vninf), _mm512_setzero_ps());
+    const __m512 ms = _mm512_mask_mov_ps(mx, _mm512_cmpeq_ps_mask(mx, vninf), zero);
     const __m512 al = exp2_ps(_mm512_sub_ps(mold, ms));
-    __m512 l1 = _mm512_setzero_ps(), l2 = _mm512_setzero_ps();
+    __m512 l1 = zero, wz = zero;
+    for (int j = 0; j < nk; ++j) {
+      float* sp = St + std::size_t(j) * lds + c;
+      const __m512 pp = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(sp), ms));
+      _mm512_storeu_ps(sp, pp);
+      l1 = _mm512_add_ps(l1, pp);
+      if (zoff >= 0) wz = _mm512_fmadd_ps(pp, _mm512_loadu_ps(sp + zoff), wz);
+    }
+    const __m512 d1o = _mm512_loadu_ps(d1 + c), d1n = _mm512_fmadd_ps(al, d1o, l1);
     if (zoff >= 0) {
-      const __m512 vz0 = _mm512_loadu_ps(z0 + c);
+      const __m512 zo = _mm512_loadu_ps(z0 + c), d2o = _mm512_loadu_ps(d2 + c);
+      const __m512 num = _mm512_fmadd_ps(al, _mm512_fmadd_ps(d1o, zo, d2o), wz);
+      const __mmask16 pos = _mm512_cmp_ps_mask(d1n, zero, _CMP_GT_OQ);
+      const __m512 zn = _mm512_mask_div_ps(zo, pos, num, d1n);
+      const __m512 dzc = _mm512_sub_ps(zn, zo);
+      __m512 l2 = zero;
       for (int j = 0; j < nk; ++j) {
         float* sp = St + std::size_t(j) * lds + c;
-        const __m512 pp = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(sp), ms));
-        _mm512_storeu_ps(sp, pp);
-        l1 = _mm512_add_ps(l1, pp);
-        const __m512 p2 = _mm512_mul_ps(pp, _mm512_sub_ps(_mm512_loadu_ps(sp + zoff), vz0));
+        const __m512 p2 = _mm512_mul_ps(_mm512_loadu_ps(sp), _mm512_sub_ps(_mm512_loadu_ps(sp + zoff), zn));
         _mm512_storeu_ps(sp + zoff, p2);
         l2 = _mm512_add_ps(l2, p2);
       }
-    } else {
-      for (int j = 0; j < nk; ++j) {
-        float* sp = St + std::size_t(j) * lds + c;
-        const __m512 pp = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(sp), ms));
-        _mm512_storeu_ps(sp, pp);
-        l1 = _mm512_add_ps(l1, pp);
-      }
+      _mm512_storeu_ps(d2 + c, _mm512_fmadd_ps(al, _mm512_fnmadd_ps(dzc, d1o, d2o), l2));
+      _mm512_storeu_ps(z0 + c, zn);
+      _mm512_storeu_ps(dz + c, dzc);
     }
-    _mm512_storeu_ps(d1 + c, _mm512_add_ps(_mm512_mul_ps(al, _mm512_loadu_ps(d1 + c)), l1));
-    _mm512_storeu_ps(d2 + c, _mm512_add_ps(_mm512_mul_ps(al, _mm512_loadu_ps(d2 + c)), l2));
+    _mm512_storeu_ps(d1 + c, d1n);
     _mm512_storeu_ps(m + c, mx);
     _mm512_storeu_ps(alpha + c, al);
   }
