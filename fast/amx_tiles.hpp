@@ -305,6 +305,9 @@ inline void amx_pv(const std::uint16_t* Vt, std::size_t ldvt, const std::uint16_
 // k16 = [B Hkv][Lkv + 48][Dp] K rows (rows past Lkv and columns past D are 0; 4 KiB-apart rows
 // of the [B, L, H, D] layout measured 2.3x slower tile loads), vt16 = [B Hkv][Dvp][Lkv + 96]
 // V^T rows (Dvp = Dv padded to 16; padding 0). O(L) memory: the size of K and V.
+// Bounds (tile accesses are not seen by ASan): a key tile starts at j0 < Lkv; amx_scores reads
+// K rows j0 .. j0 + 47, and j0 + 48 .. j0 + 95 only when j0 + 48 < Lkv, so always rows < Lkv + 48
+// = the rows of a head; amx_pv reads V^T columns j0 .. j0 + 95 < Lkv + 96 = ldvt.
 struct AmxKV {
   int Dp = 0, Dvp = 0;
   std::size_t ldk = 0, ldvt = 0, khead = 0, vhead = 0;
