@@ -18,7 +18,7 @@
 //           B = X in VNNI pairs [d/2][lane][2] (AmxPackedX: q lanes, then probe lanes).
 //   values  C = the accumulators transposed, Ot[col][lane] (16 value columns x 16 lanes),
 //           A = V^T rows [col][32 keys] (packed per call), B = P in VNNI pairs [key/2][lane][2],
-//           written by the online-softmax step itself (amx_fwd_step): no transpose.
+//           made from the weights the online-softmax step leaves in St (amx_pack_p): no transpose.
 // fp32 storage stays on the FMA kernels: the same scheme with fp32 k and v needs six piece
 // products per product ("bf16x6") and measured slower than FMA here (docs/performance-fast.md).
 // Compiled only into tiles_amx.cpp (-mamx-tile -mamx-bf16 -mavx512bf16); the caller holds the
@@ -29,7 +29,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -163,84 +162,25 @@ inline void amx_scores(const std::uint16_t* K, std::size_t ldk, AmxPackedX& X, f
   }
 }
 
-// The online-softmax step of one AMX key tile (fwd_step<float> of fast/lane_steps.hpp, the same
-// arithmetic in the same order, with the online re-centring of the shift z0 and its dz output)
-// with the weights written straight into the B tiles of the value product: P1 (lane block
-// lb < nl / 16) and P2 (lane block lb + nl / 16, from the z lanes at St + zoff) leave as three
-// exact pieces in VNNI pairs, Pb[((ks * 3 + k) * nlb + lb) * 512 + 32 pr + 2 l + e] = piece k of
-// the weight of key 32 ks + 2 pr + e, lane 16 lb + l. St holds tau-free scores q.k (lanes < nl)
-// and z = r.k (lanes zoff + c) for the nk <= kAmxTile keys; P1 is left in the score lanes;
-// keys past nk get zero weights.
-inline void amx_fwd_step(float* St, int lds, int nk, int nl, int zoff, int j0, const int* lo, const int* hi, float* z0,
-                         float sc, float* m, float* d1, float* d2, float* alpha, float* dz, int nlb,
-                         std::uint16_t* Pb) {
-  const __m512 vsc = _mm512_set1_ps(sc), vninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+// The weights of one key tile (left in St by fwd_step<float> of fast/lane_steps.hpp: P1 in the
+// score lanes, P2 in the probe lanes, nlb lane blocks in all) as the B tiles of the value
+// product: three exact pieces in VNNI pairs, Pb[((ks * 3 + k) * nlb + lb) * 512 + 32 pr + 2 l + e]
+// = piece k of St[32 ks + 2 pr + e][16 lb + l]; keys past nk (up to kAmxTile) are 0.
+inline void amx_pack_p(const float* St, int lds, int nk, int nlb, std::uint16_t* Pb) {
   const __m512 zero = _mm512_setzero_ps();
-  for (int c = 0; c < nl; c += 16) {
-    const int lb = c / 16, lbz = lb + nl / 16;
-    const __m512i vlo = _mm512_loadu_si512(lo + c), vhi = _mm512_loadu_si512(hi + c);
-    const __m512 mold = _mm512_loadu_ps(m + c);
-    __m512 mx = mold;
-    for (int j = 0; j < nk; ++j) {
-      float* sp = St + std::size_t(j) * lds + c;
-      const __mmask16 ok = valid_mask(_mm512_set1_epi32(j0 + j), vlo, vhi);
-      const __m512 s = _mm512_mask_mul_ps(vninf, ok, _mm512_loadu_ps(sp), vsc);
-      _mm512_storeu_ps(sp, s);
-      mx = _mm512_max_ps(mx, s);
-    }
-    const __m512 ms = _mm512_mask_mov_ps(mx, _mm512_cmpeq_ps_mask(mx, vninf), zero);
-    const __m512 al = exp2_ps(_mm512_sub_ps(mold, ms));
-    __m512 l1 = zero, wz = zero;
-    for (int j = 0; j < nk; ++j) {
-      float* sp = St + std::size_t(j) * lds + c;
-      const __m512 pp = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(sp), ms));
-      _mm512_storeu_ps(sp, pp);
-      l1 = _mm512_add_ps(l1, pp);
-      if (zoff >= 0) wz = _mm512_fmadd_ps(pp, _mm512_loadu_ps(sp + zoff), wz);
-    }
-    const __m512 d1o = _mm512_loadu_ps(d1 + c), d1n = _mm512_fmadd_ps(al, d1o, l1);
-    __m512 zn = zero, l2 = zero;
-    if (zoff >= 0) {
-      const __m512 zo = _mm512_loadu_ps(z0 + c), d2o = _mm512_loadu_ps(d2 + c);
-      const __m512 num = _mm512_fmadd_ps(al, _mm512_fmadd_ps(d1o, zo, d2o), wz);
-      zn = _mm512_mask_div_ps(zo, _mm512_cmp_ps_mask(d1n, zero, _CMP_GT_OQ), num, d1n);
-      const __m512 dzc = _mm512_sub_ps(zn, zo);
-      _mm512_storeu_ps(d2 + c, _mm512_mul_ps(al, _mm512_fnmadd_ps(dzc, d1o, d2o)));  // + l2 below
-      _mm512_storeu_ps(z0 + c, zn);
-      _mm512_storeu_ps(dz + c, dzc);
-    }
-    for (int j = 0; j < kAmxTile; j += 2) {
-      const int ks = j / 32, pr = (j % 32) / 2;
+  for (int j = 0; j < kAmxTile; j += 2) {
+    const int ks = j / 32, pr = (j % 32) / 2;
+    for (int lb = 0; lb < nlb; ++lb) {
       std::uint16_t* dst = Pb + (std::size_t(ks * 3) * nlb + lb) * 512 + 32 * pr;
-      std::uint16_t* dsz = Pb + (std::size_t(ks * 3) * nlb + lbz) * 512 + 32 * pr;
       if (j >= nk) {
-        for (int k = 0; k < 3; ++k) {
-          _mm512_storeu_si512(dst + std::size_t(k) * nlb * 512, _mm512_setzero_si512());
-          if (zoff >= 0) _mm512_storeu_si512(dsz + std::size_t(k) * nlb * 512, _mm512_setzero_si512());
-        }
+        for (int k = 0; k < 3; ++k) _mm512_storeu_si512(dst + std::size_t(k) * nlb * 512, _mm512_setzero_si512());
         continue;
       }
-      __m512 p[2] = {zero, zero}, q[2] = {zero, zero};
-      for (int e = 0; e < 2 && j + e < nk; ++e) {
-        const float* sp = St + std::size_t(j + e) * lds + c;
-        p[e] = _mm512_loadu_ps(sp);
-        if (zoff >= 0) {
-          q[e] = _mm512_mul_ps(p[e], _mm512_sub_ps(_mm512_loadu_ps(sp + zoff), zn));
-          l2 = _mm512_add_ps(l2, q[e]);
-        }
-      }
       __m512 a[3], b[3];
-      amx_split3(p[0], a), amx_split3(p[1], b);
+      amx_split3(_mm512_loadu_ps(St + std::size_t(j) * lds + 16 * lb), a);
+      amx_split3(j + 1 < nk ? _mm512_loadu_ps(St + std::size_t(j + 1) * lds + 16 * lb) : zero, b);
       for (int k = 0; k < 3; ++k) _mm512_storeu_si512(dst + std::size_t(k) * nlb * 512, amx_pairs(a[k], b[k]));
-      if (zoff >= 0) {
-        amx_split3(q[0], a), amx_split3(q[1], b);
-        for (int k = 0; k < 3; ++k) _mm512_storeu_si512(dsz + std::size_t(k) * nlb * 512, amx_pairs(a[k], b[k]));
-      }
     }
-    if (zoff >= 0) _mm512_storeu_ps(d2 + c, _mm512_add_ps(_mm512_loadu_ps(d2 + c), l2));
-    _mm512_storeu_ps(d1 + c, d1n);
-    _mm512_storeu_ps(m + c, mx);
-    _mm512_storeu_ps(alpha + c, al);
   }
 }
 

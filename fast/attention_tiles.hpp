@@ -186,8 +186,8 @@ template <class S, class A> struct FwdTile {
 
 #if defined(PLX_FAST_AMX)
   // The AMX key loop over 96-key tiles: scores (two amx_scores calls), the online step of the
-  // FMA path writing the weight tiles (amx_fwd_step), and the value products merged into the
-  // transposed accumulators with the rescale (amx_pv); O is the transpose of Ot at the end.
+  // FMA path (fwd_step), the weights as tiles (amx_pack_p), and the value products merged into
+  // the transposed accumulators with the rescale (amx_pv); O is the transpose of Ot at the end.
   void run_amx(int bg, const S* q, const A* r, std::size_t ldq, int nr, int U0, int U1, A sc) {
     const int nlb = NQ / 16, Dvp = kv->Dvp, ncb = Dvp / 16;
     X.npq = amx_pack_lanes(X, 0, X.nlq, q, ldq, nr, D);
@@ -197,9 +197,10 @@ template <class S, class A> struct FwdTile {
       const int nk = std::min(kAmxTile, U1 - j0);
       amx_scores(kv->k(bg, j0), kv->ldk, X, St.data(), NQ);
       if (nk > kAmxKeys) amx_scores(kv->k(bg, j0 + kAmxKeys), kv->ldk, X, St.data() + std::size_t(kAmxKeys) * NQ, NQ);
-      amx_fwd_step(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
-                   d1.data(), d2.data(), alpha.data(), dz.data(), nlb, Pb.data());
-      if (probe)  // re-centre O2 with the shift (amx_fwd_step): Ot2 -= dz Ot1, before the merge
+      fwd_step<A>(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
+                  d1.data(), d2.data(), alpha.data(), dz.data());
+      amx_pack_p(St.data(), NQ, nk, nlb, Pb.data());
+      if (probe)  // re-centre O2 with the shift (fwd_step): Ot2 -= dz Ot1, before the merge
         for (int lb = 0; lb < BQ / 16; ++lb) {
           const __m512 d = _mm512_loadu_ps(dz.data() + 16 * lb);
           if (_mm512_cmpneq_ps_mask(d, _mm512_setzero_ps()) == 0) continue;
