@@ -120,6 +120,9 @@ void check_params(const AttnParams& p, Op op) {
     need(p.num_splits == 1 || (p.workspace && reinterpret_cast<std::uintptr_t>(p.workspace) % 16 == 0), "workspace",
          "a 16-byte aligned workspace is needed when num_splits > 1");
   } else {
+    need(p.forward_version >= 0 && p.forward_version <= 2, "forward_version",
+         "must be 0 (default), 1 (mma.sync) or 2 (wgmma), got " + str(p.forward_version));
+    need(p.forward_version != 2 || p.D == 128, "forward_version", "2 (wgmma) supports D = 128 only, got D=" + str(p.D));
     need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535");
     need(p.B <= 65535, "B", "grid too large: B=" + str(p.B) + " > 65535");
   }
@@ -184,6 +187,8 @@ CandidateResult forward(const Problem& pr, const Inputs& in) {
   p.mech = plx ? Mechanism::Parallax : Mechanism::Softmax;
   const Op op = pr.Lq == 1 ? Op::Decode : Op::Forward;
   io::DevBuf dws;
+  if (const char* v = std::getenv("PLX_CUDA_FORWARD_VERSION"); v && op == Op::Forward)
+    p.forward_version = std::atoi(v);  // tests run v1 and v2
   if (op == Op::Decode) {
     const int sms = io::multiprocessor_count();
     if (const char* v = std::getenv("PLX_CUDA_DECODE_VERSION")) p.decode_version = std::atoi(v);  // tests pick v2/v3

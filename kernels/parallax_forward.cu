@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "kernels/device_common.cuh"
+#include "kernels/forward_step.cuh"
 #include "kernels/kernels_internal.hpp"
 
 namespace plx::cuda::detail {
@@ -28,22 +29,6 @@ template <int D, bool PLX> struct FwdCfg {
   static constexpr int kv_elems = 2 /*K,V*/ * 2 /*stages*/ * BN * RS;
   static constexpr int bytes = 2 * (q_elems + kv_elems);
 };
-
-// Raw allowed range of row i (lo may exceed hi: empty). Unlike key_range it keeps lo and hi
-// monotone in i, so a block's key range is [lo(first row), hi(last row)).
-__device__ __forceinline__ void raw_range(const AttnParams& p, int b, int i, int& lo, int& hi) {
-  const int used = p.used ? p.used[b] : p.Lkv;
-  const int start = p.start ? p.start[b] : 0;
-  const long long P = (long long)used - p.Lq + i;
-  long long l = start, h = used;
-  if (p.causal) h = h < P + 1 ? h : P + 1;
-  if (p.window >= 0) l = l > P - p.window + 1 ? l : P - p.window + 1;
-  if (l < 0) l = 0;
-  if (h > p.Lkv) h = p.Lkv;
-  if (h < 0) h = 0;
-  if (l > p.Lkv) l = p.Lkv;
-  lo = int(l), hi = int(h);
-}
 
 template <class T, int D, bool PLX>
 __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams p) {
@@ -112,7 +97,7 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
       o1[i][e] = 0.f;
       if (PLX) o2[i][e] = 0.f;
     }
-  float m_run[2] = {-INFINITY, -INFINITY}, d1[2] = {0.f, 0.f}, d2[2] = {0.f, 0.f}, z0[2] = {0.f, 0.f};
+  RowState st;
 
   const unsigned qs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Qs));
   const unsigned rs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Rs));
@@ -158,107 +143,15 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
         }
       }
     }
-    // ---- mask, scale to base 2, online max ----
     const bool full = k0 >= lo_last && k0 + BN <= hi_first;  // every row allows every key of the tile
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int i = 0; i < NTS; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int rr = e >> 1;
-        const int key = k0 + i * 8 + (lane & 3) * 2 + (e & 1);
-        float x = s[i][e] * qscale;
-        if (!full && !(key >= rlo[rr] && key < rhi[rr])) x = -INFINITY;
-        s[i][e] = x;
-        mx[rr] = fmaxf(mx[rr], x);
-      }
-    float alpha[2], m_use[2];
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
-      mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-      const float m_new = fmaxf(m_run[rr], mx[rr]);
-      m_use[rr] = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
-      alpha[rr] = exp2f(m_run[rr] - m_use[rr]);
-      m_run[rr] = m_new;
-    }
-    float ls1[2] = {0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < NTS; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[i][e] = exp2f(s[i][e] - m_use[e >> 1]);
-        ls1[e >> 1] += s[i][e];
-      }
-    float ls2[2] = {0.f, 0.f};
-    if (PLX) {
-      // Online re-centring (SPEC §7.1 shift): z0 follows the running p1-weighted mean of z, so
-      // P2 = P1 (z - z0) stays ~ P1 (z - zbar) even when later tiles bring dominant keys whose
-      // z is far from the first tile's (outlier tokens, large logits). d1, d2 are row totals
-      // (quad-reduced per tile); moving the centre by dz = z0' - z0 is the exact update
-      // d2 -= dz d1, O2 -= dz O1, applied with the rescale by alpha.
-      float w[2] = {ls1[0], ls1[1]}, wz[2] = {0.f, 0.f};
-#pragma unroll
-      for (int i = 0; i < NTS; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) wz[e >> 1] += s[i][e] * z[i][e];
-      float dz[2];
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 1);
-        w[rr] += __shfl_xor_sync(0xffffffffu, w[rr], 2);
-        wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 1);
-        wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 2);
-        const float d1o = d1[rr], d1n = alpha[rr] * d1o + w[rr];
-        const float zn = d1n > 0.f ? (alpha[rr] * (d1o * z0[rr] + d2[rr]) + wz[rr]) / d1n : z0[rr];
-        dz[rr] = zn - z0[rr];
-        d2[rr] = alpha[rr] * (d2[rr] - dz[rr] * d1o);
-        d1[rr] = d1n;
-        z0[rr] = zn;
-      }
-#pragma unroll
-      for (int i = 0; i < NTS; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          z[i][e] = s[i][e] * (z[i][e] - z0[e >> 1]);  // p2 (masked: p1 = 0)
-          ls2[e >> 1] += z[i][e];
-        }
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        ls2[rr] += __shfl_xor_sync(0xffffffffu, ls2[rr], 1);
-        ls2[rr] += __shfl_xor_sync(0xffffffffu, ls2[rr], 2);
-        d2[rr] += ls2[rr];
-      }
-#pragma unroll
-      for (int i = 0; i < NTO; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          o2[i][e] = alpha[e >> 1] * (o2[i][e] - dz[e >> 1] * o1[i][e]);
-          o1[i][e] *= alpha[e >> 1];
-        }
-    } else {
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) d1[rr] = d1[rr] * alpha[rr] + ls1[rr];  // per-thread partial
-#pragma unroll
-      for (int i = 0; i < NTO; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o1[i][e] *= alpha[e >> 1];
-    }
+    online_step<NTS, NTO, PLX>(s, z, o1, o2, st, k0 + (lane & 3) * 2, full, rlo, rhi, qscale);
     // ---- O1 += P1 V, O2 += P2 V ----
     const unsigned vb = vs_addr + buf * BN * RS * 2;
 #pragma unroll
     for (int kt = 0; kt < BN / 16; ++kt) {
       std::uint32_t ap[4], az[4];
-      ap[0] = Pack<T>::from_float2(s[2 * kt][0], s[2 * kt][1]);
-      ap[1] = Pack<T>::from_float2(s[2 * kt][2], s[2 * kt][3]);
-      ap[2] = Pack<T>::from_float2(s[2 * kt + 1][0], s[2 * kt + 1][1]);
-      ap[3] = Pack<T>::from_float2(s[2 * kt + 1][2], s[2 * kt + 1][3]);
-      if (PLX) {
-        az[0] = Pack<T>::from_float2(z[2 * kt][0], z[2 * kt][1]);
-        az[1] = Pack<T>::from_float2(z[2 * kt][2], z[2 * kt][3]);
-        az[2] = Pack<T>::from_float2(z[2 * kt + 1][0], z[2 * kt + 1][1]);
-        az[3] = Pack<T>::from_float2(z[2 * kt + 1][2], z[2 * kt + 1][3]);
-      }
+      pack_a<T>(s, kt, ap);
+      if constexpr (PLX) pack_a<T>(z, kt, az);
 #pragma unroll
       for (int np = 0; np < D / 16; ++np) {
         std::uint32_t b0, b1, b2, b3;
@@ -275,44 +168,7 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
   }
   cp_async_wait<0>();
 
-  // ---- epilogue ----
-  if (!PLX) {  // softmax: per-thread partial sums; Parallax keeps row totals (above)
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 1);
-      d1[rr] += __shfl_xor_sync(0xffffffffu, d1[rr], 2);
-    }
-  }
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int i = m0 + r0 + rr * 8;
-    if (i >= p.Lq) continue;
-    const bool e = !(d1[rr] > 0.f);
-    const float inv = e ? 0.f : 1.f / d1[rr], zb = PLX ? d2[rr] * inv : 0.f;
-    T* orow = static_cast<T*>(p.out) + b * p.o_batch_stride + (long long)i * p.o_row_stride + hq * p.o_head_stride;
-    T* vrow = p.vbar ? static_cast<T*>(p.vbar) + b * p.o_batch_stride + (long long)i * p.o_row_stride +
-                           hq * p.o_head_stride
-                     : nullptr;
-#pragma unroll
-    for (int nt = 0; nt < NTO; ++nt) {
-      const int col = nt * 8 + (lane & 3) * 2;
-      const float vb0 = o1[nt][rr * 2] * inv, vb1 = o1[nt][rr * 2 + 1] * inv;
-      float out0 = vb0, out1 = vb1;
-      if (PLX) {
-        out0 = vb0 + (zb * vb0 - o2[nt][rr * 2] * inv);
-        out1 = vb1 + (zb * vb1 - o2[nt][rr * 2 + 1] * inv);
-      }
-      *reinterpret_cast<std::uint32_t*>(orow + col) = Pack<T>::from_float2(out0, out1);
-      if (vrow) *reinterpret_cast<std::uint32_t*>(vrow + col) = Pack<T>::from_float2(vb0, vb1);
-    }
-    if ((lane & 3) == 0) {
-      const long long row = ((long long)b * p.Hq + hq) * p.Lq + i;
-      if (p.lse) p.lse[row] = e ? -INFINITY : (m_run[rr] + log2f(d1[rr])) * kLn2;
-      if (p.m) p.m[row] = e ? 0.f : m_run[rr] * kLn2;
-      if (p.d1) p.d1[row] = d1[rr];
-      if (p.zbar) p.zbar[row] = e || !PLX ? 0.f : zb + z0[rr];
-    }
-  }
+  store_rows<T, NTO, PLX>(p, b, hq, m0 + r0, lane, o1, o2, st);
 }
 
 template <class T, int D, bool PLX> cudaError_t forward_dispatch(const AttnParams& p, cudaStream_t st) {
@@ -331,6 +187,8 @@ template <class T> cudaError_t forward_by_dim(const AttnParams& p, cudaStream_t 
 }
 
 int launch_forward(const AttnParams& p, void* stream) {
+  const int version = p.forward_version != 0 ? p.forward_version : (p.D == 128 ? 2 : 1);
+  if (version == 2) return launch_forward_wgmma(p, stream);  // parallax_forward_wgmma.cu
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   return int(p.dtype == ElemType::BF16 ? forward_by_dim<__nv_bfloat16>(p, st) : forward_by_dim<__half>(p, st));
 }

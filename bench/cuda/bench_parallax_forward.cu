@@ -11,6 +11,10 @@
 // | v1      | library kernel (kernels/parallax_forward.cu): FA2 structure, 4 warps x 16   | 255 TFLOP/s at L=8192;   |
 // |         | rows, mma.sync m16n8k16, K fragments shared by S and Z, cp.async 2 stages,  | 4.5x cuDNN (target 1.9x  |
 // |         | BN = 32 for Parallax D=128 (registers), longest causal tiles first          | not met; needs WGMMA)    |
+// | v2      | kernels/parallax_forward_wgmma.cu (default for D = 128): 2 warpgroups x 64  | see docs/gpu-results.md  |
+// |         | rows, wgmma m64nNk16 from 128B-swizzled smem (S, Z) and P from registers    | (fourth session)         |
+// |         | (P V, V transposed by the descriptor), BN = 64 (Parallax) / 128 (softmax),  |                          |
+// |         | cp.async 2 stages, no TMA, no producer warps                                |                          |
 #include <cmath>
 #include <cstring>
 
@@ -42,12 +46,20 @@ int main() {
         p.mech = plx ? plx::cuda::Mechanism::Parallax : plx::cuda::Mechanism::Softmax;
         return p;
       };
-      const double ms = time_graph([&](int i, cudaStream_t st) { plx::cuda::launch(params(i), plx::cuda::Op::Forward, st); },
-                                   L >= 8192 ? 10 : 20, 7);
       const double flops = (plx ? 8.0 : 4.0) * B * H * D * double(L) * L / 2;
+      double ms[3] = {0, 0, 0};
+      for (int version : {1, 2})
+        ms[version] = time_graph(
+            [&](int i, cudaStream_t st) {
+              plx::cuda::AttnParams p = params(i);
+              p.forward_version = version;
+              plx::cuda::launch(p, plx::cuda::Op::Forward, st);
+            },
+            L >= 8192 ? 10 : 20, 7);
       std::printf("{\"bench\": \"forward\", \"mech\": \"%s\", \"B\": %d, \"H\": %d, \"L\": %d, \"D\": %d, \"causal\": true, "
-                  "\"v1_ms\": %.4f, \"tflops\": %.1f}\n",
-                  plx ? "parallax" : "softmax", B, H, L, D, ms, flops / (ms * 1e-3) / 1e12);
+                  "\"v1_ms\": %.4f, \"v2_ms\": %.4f, \"v1_tflops\": %.1f, \"tflops\": %.1f}\n",
+                  plx ? "parallax" : "softmax", B, H, L, D, ms[1], ms[2], flops / (ms[1] * 1e-3) / 1e12,
+                  flops / (ms[2] * 1e-3) / 1e12);
       std::fflush(stdout);
       BCHECK(cudaFree(pool));
     }

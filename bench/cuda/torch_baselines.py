@@ -6,7 +6,8 @@
 # GQA: SDPA's enable_gqa=True (K/V read once per kv head) when the backend accepts it;
 # otherwise K/V are expanded to Hq heads and the line says "expanded": that baseline
 # then reads G x the bytes, so it is reported but not used for the <= target claims.
-# Also softmax forward + backward (--bwd: only those), for the backward target.
+# Also softmax forward + backward (--bwd: only those), for the backward target; --fwd: only the
+# prefill forward baselines.
 # Prints one JSON line per measurement.
 import json, sys, torch
 from torch.nn.attention import sdpa_kernel, SDPBackend
@@ -129,6 +130,11 @@ if __name__ == "__main__":
         print(json.dumps({"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "device": props.name}))
         for L in ((2048,) if quick else (2048, 8192)):
             run_fwdbwd(2, 8, L, 128, True, 20 if L == 2048 else 10)
+        sys.exit(0)
+    if "--fwd" in sys.argv:  # only the prefill forward baselines
+        print(json.dumps({"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "device": props.name}))
+        for L in (2048, 8192):
+            run("forward", 2, 8, 8, L, L, 128, True, 20 if L == 2048 else 10)
         sys.exit(0)
     print(json.dumps({"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "device": props.name}))
     dec = [(B, hq, hkv, L) for B in (1, 32) for hq, hkv in ((8, 8), (32, 8)) for L in (512, 1024, 4096, 16384)]

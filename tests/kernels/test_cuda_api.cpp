@@ -157,6 +157,21 @@ TEST(CudaApiCheck, DecodeSpecific) {
   expect_error([&] { check_params(p, Op::Decode); }, "'scale'");
 }
 
+TEST(CudaApiCheck, ForwardVersion) {
+  AttnParams p = valid(Op::Forward);
+  p.forward_version = 3;
+  expect_error([&] { check_params(p, Op::Forward); }, "'forward_version'");
+  p = valid(Op::Forward);
+  p.forward_version = -1;
+  expect_error([&] { check_params(p, Op::Forward); }, "'forward_version'");
+  p = valid(Op::Forward);
+  p.D = p.Dv = 64, p.forward_version = 2;  // the wgmma kernel is D = 128 only
+  p.q_head_stride = p.r_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = 64;
+  expect_error([&] { check_params(p, Op::Forward); }, "D = 128 only");
+  p.forward_version = 1;
+  EXPECT_NO_THROW(check_params(p, Op::Forward));
+}
+
 // launch() validates before touching CUDA: a bad launch is a plx::Error even without a device.
 TEST(CudaApiCheck, LaunchValidatesFirst) {
   AttnParams p = valid(Op::Forward);

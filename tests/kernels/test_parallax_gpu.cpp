@@ -184,6 +184,10 @@ struct SplitEnv {  // force the decode split count through PLX_CUDA_SPLITS for o
   }
   ~SplitEnv() { unsetenv("PLX_CUDA_SPLITS"); }
 };
+struct ForwardVersionEnv {  // pick the prefill kernel (1 = mma.sync, 2 = wgmma) for one scope
+  explicit ForwardVersionEnv(int v) { setenv("PLX_CUDA_FORWARD_VERSION", std::to_string(v).c_str(), 1); }
+  ~ForwardVersionEnv() { unsetenv("PLX_CUDA_FORWARD_VERSION"); }
+};
 
 TEST(CudaDecode, EdgeLengthsGqaSplits) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device: decode kernels not run";
@@ -301,6 +305,37 @@ TEST(CudaForward, MasksGqaWindowsEmptyRows) {
   Problem lr = base_problem("parallax", DType::BF16, 128, 1, 4, 2, 128, 128, ++seed);
   lr.gen = InputGen::LargeR;
   check_case(lr, "forward LargeR");
+}
+
+// Both prefill kernels (D = 128: v2 wgmma is the default, v1 mma.sync stays selectable) on
+// shapes that span several 128-row blocks and key tiles of either kernel: the diagonal tile
+// that only the lower warpgroup of a v2 block sees, the skipped tiles of a window, GQA with
+// Lq < Lkv (end-aligned offset not a multiple of a tile), empty leading rows (Lq > Lkv), a
+// ragged batch (start/used), fp16, and the hazard generators with the largest dynamic range.
+TEST(CudaForward, BothKernelsLongRows) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device: forward kernels not run";
+  std::uint64_t seed = test::seed() + 6000;
+  for (int version : {1, 2}) {
+    ForwardVersionEnv env(version);
+    const std::string v = " v" + std::to_string(version);
+    for (const char* member : {"parallax", "softmax"}) {
+      Problem p = base_problem(member, DType::BF16, 128, 1, 4, 1, 700, 777, ++seed);  // MQA, Lq < Lkv
+      check_case(p, std::string(member) + v + " 700x777 MQA");
+      p = base_problem(member, DType::BF16, 128, 2, 2, 2, 333, 300, ++seed);  // empty leading rows
+      check_case(p, std::string(member) + v + " 333x300");
+      p = base_problem(member, DType::F16, 128, 1, 2, 1, 520, 520, ++seed);
+      p.window = 200;
+      check_case(p, std::string(member) + v + " window 200 fp16");
+      p = base_problem(member, DType::BF16, 128, 2, 2, 1, 260, 600, ++seed);
+      p.start = {40, 0}, p.used = {590, 257};
+      check_case(p, std::string(member) + v + " start/used");
+      for (InputGen g : {InputGen::Outliers, InputGen::LargeScale}) {
+        p = base_problem(member, DType::BF16, 128, 1, 2, 2, 385, 385, ++seed);
+        p.gen = g;
+        check_case(p, std::string(member) + v + " 385 " + to_string(g));
+      }
+    }
+  }
 }
 
 // SPEC §7 hazard generators through the decode kernels (split-KV with the default, 1 and 3
