@@ -30,60 +30,101 @@ __device__ __forceinline__ void raw_range(const AttnParams& p, int b, int i, int
   lo = int(l), hi = int(h);
 }
 
+// 2^x on the special-function unit (ex2.approx.ftz: relative error ~2^-22, results below
+// 2^-126 flush to 0, which only drops weights far below the tile's rounding to bf16/fp16).
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Running state of the thread's two rows: max (base 2), d1 and d2 (Parallax: row totals;
 // softmax: per-thread partial d1), and the shift z0.
 struct RowState {
   float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.f, 0.f}, d2[2] = {0.f, 0.f}, z0[2] = {0.f, 0.f};
 };
 
-// One key tile: s (raw q.k) and z (r.k) become p1 = exp2(tau log2e s - m) and p2 = p1 (z - z0)
-// in place; the accumulators are rescaled (and, for Parallax, re-centred) for the new max.
-// key0 is the tile's first key plus 2 (lane % 4); `full` means every row allows every key.
-template <int NTS, int NTO, bool PLX>
-__device__ __forceinline__ void online_step(float (&s)[NTS][4], float (&z)[PLX ? NTS : 1][4], float (&o1)[NTO][4],
-                                            float (&o2)[PLX ? NTO : 1][4], RowState& st, int key0, bool full,
-                                            const int (&rlo)[2], const int (&rhi)[2], float qscale) {
-  float mx[2] = {-INFINITY, -INFINITY};
+// Per-row sums of f(i, e) over a tile in accumulator layout, as four independent chains per row.
+template <int NTS, class F>
+__device__ __forceinline__ void row_sums(F f, float (&out)[2]) {
+  float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
   for (int i = 0; i < NTS; ++i)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int rr = e >> 1;
-      const int key = key0 + i * 8 + (e & 1);
-      float x = s[i][e] * qscale;
-      if (!full && !(key >= rlo[rr] && key < rhi[rr])) x = -INFINITY;
-      s[i][e] = x;
-      mx[rr] = fmaxf(mx[rr], x);
-    }
+    for (int e = 0; e < 4; ++e) acc[e >> 1][(i & 1) * 2 + (e & 1)] += f(i, e);
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) out[rr] = (acc[rr][0] + acc[rr][1]) + (acc[rr][2] + acc[rr][3]);
+}
+
+// One key tile, in two halves so a kernel can run the first while Z = R K^T is still in flight:
+// online_p1 turns s (raw q.k) into p1 = exp2(tau log2e s - m) in place and returns the
+// per-row factors alpha for the new max; online_p2 turns z (r.k) into p2 = p1 (z - z0) in place
+// and rescales (and, for Parallax, re-centres) the accumulators. key0 is the tile's first key
+// plus 2 (lane % 4); `full` means every row allows every key. online_step runs both.
+struct TileFactors {
+  float alpha[2], ls1[2];
+  bool rescale;
+};
+template <int NTS>
+__device__ __forceinline__ TileFactors online_p1(float (&s)[NTS][4], RowState& st, int key0, bool full,
+                                                 const int (&rlo)[2], const int (&rhi)[2], float qscale) {
+  // The max is taken on the raw q.k (qscale > 0 keeps the order); the scaled logit and the
+  // subtraction of the max are one fma inside the exponential.
+  float mx[2] = {-INFINITY, -INFINITY};
+  if (!full) {
+#pragma unroll
+    for (int i = 0; i < NTS; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int rr = e >> 1;
+        const int key = key0 + i * 8 + (e & 1);
+        if (!(key >= rlo[rr] && key < rhi[rr])) s[i][e] = -INFINITY;
+      }
+  }
+  {  // four independent chains per row instead of one of 2 NTS
+    float acc[2][4] = {{-INFINITY, -INFINITY, -INFINITY, -INFINITY}, {-INFINITY, -INFINITY, -INFINITY, -INFINITY}};
+#pragma unroll
+    for (int i = 0; i < NTS; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[e >> 1][(i & 1) * 2 + (e & 1)] = fmaxf(acc[e >> 1][(i & 1) * 2 + (e & 1)], s[i][e]);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) mx[rr] = fmaxf(fmaxf(acc[rr][0], acc[rr][1]), fmaxf(acc[rr][2], acc[rr][3]));
+  }
   float alpha[2], m_use[2];
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
     mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-    const float m_new = fmaxf(st.m[rr], mx[rr]);
+    const float m_new = fmaxf(st.m[rr], mx[rr] * qscale);
     m_use[rr] = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
-    alpha[rr] = exp2f(st.m[rr] - m_use[rr]);
+    alpha[rr] = exp2_ftz(st.m[rr] - m_use[rr]);
     st.m[rr] = m_new;
   }
-  float ls1[2] = {0.f, 0.f};
 #pragma unroll
   for (int i = 0; i < NTS; ++i)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      s[i][e] = exp2f(s[i][e] - m_use[e >> 1]);
-      ls1[e >> 1] += s[i][e];
-    }
-  if (PLX) {
+    for (int e = 0; e < 4; ++e) s[i][e] = exp2_ftz(fmaf(s[i][e], qscale, -m_use[e >> 1]));
+  float ls1[2];
+  row_sums<NTS>([&](int i, int e) { return s[i][e]; }, ls1);
+  // Rescaling the accumulators is skipped when no row of the warp raised its max (alpha = 1
+  // exactly): most tiles of a long row.
+  return {{alpha[0], alpha[1]}, {ls1[0], ls1[1]}, __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f) != 0};
+}
+
+template <int NTS, int NTO, bool PLX>
+__device__ __forceinline__ void online_p2(const float (&s)[NTS][4], float (&z)[PLX ? NTS : 1][4], float (&o1)[NTO][4],
+                                          float (&o2)[PLX ? NTO : 1][4], RowState& st, const TileFactors& f) {
+  const float(&alpha)[2] = f.alpha;
+  const float(&ls1)[2] = f.ls1;
+  const bool rescale = f.rescale;
+  if constexpr (PLX) {
     // Online re-centring (SPEC §7.1 shift): z0 follows the running p1-weighted mean of z, so
     // P2 = P1 (z - z0) stays ~ P1 (z - zbar) even when later tiles bring dominant keys whose
     // z is far from the first tile's (outlier tokens, large logits). d1, d2 are row totals
     // (quad-reduced per tile); moving the centre by dz = z0' - z0 is the exact update
     // d2 -= dz d1, O2 -= dz O1, applied with the rescale by alpha.
-    float w[2] = {ls1[0], ls1[1]}, wz[2] = {0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < NTS; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) wz[e >> 1] += s[i][e] * z[i][e];
+    float w[2] = {ls1[0], ls1[1]}, wz[2];
+    row_sums<NTS>([&](int i, int e) { return s[i][e] * z[i][e]; }, wz);
     float dz[2];
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -92,41 +133,57 @@ __device__ __forceinline__ void online_step(float (&s)[NTS][4], float (&z)[PLX ?
       wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 1);
       wz[rr] += __shfl_xor_sync(0xffffffffu, wz[rr], 2);
       const float d1o = st.d1[rr], d1n = alpha[rr] * d1o + w[rr];
-      const float zn = d1n > 0.f ? (alpha[rr] * (d1o * st.z0[rr] + st.d2[rr]) + wz[rr]) / d1n : st.z0[rr];
+      // Any z0 is exact (d2, O2 follow it), so the approximate division only moves the centre.
+      const float zn = d1n > 0.f ? __fdividef(alpha[rr] * (d1o * st.z0[rr] + st.d2[rr]) + wz[rr], d1n) : st.z0[rr];
       dz[rr] = zn - st.z0[rr];
       st.d2[rr] = alpha[rr] * (st.d2[rr] - dz[rr] * d1o);
       st.d1[rr] = d1n;
       st.z0[rr] = zn;
     }
-    float ls2[2] = {0.f, 0.f};
 #pragma unroll
     for (int i = 0; i < NTS; ++i)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        z[i][e] = s[i][e] * (z[i][e] - st.z0[e >> 1]);  // p2 (masked: p1 = 0)
-        ls2[e >> 1] += z[i][e];
-      }
+      for (int e = 0; e < 4; ++e) z[i][e] = s[i][e] * (z[i][e] - st.z0[e >> 1]);  // p2 (masked: p1 = 0)
+    float ls2[2];
+    row_sums<NTS>([&](int i, int e) { return z[i][e]; }, ls2);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       ls2[rr] += __shfl_xor_sync(0xffffffffu, ls2[rr], 1);
       ls2[rr] += __shfl_xor_sync(0xffffffffu, ls2[rr], 2);
       st.d2[rr] += ls2[rr];
     }
+    if (rescale) {
 #pragma unroll
-    for (int i = 0; i < NTO; ++i)
+      for (int i = 0; i < NTO; ++i)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        o2[i][e] = alpha[e >> 1] * (o2[i][e] - dz[e >> 1] * o1[i][e]);
-        o1[i][e] *= alpha[e >> 1];
-      }
+        for (int e = 0; e < 4; ++e) {
+          o2[i][e] = alpha[e >> 1] * fmaf(-dz[e >> 1], o1[i][e], o2[i][e]);
+          o1[i][e] *= alpha[e >> 1];
+        }
+    } else {
+#pragma unroll
+      for (int i = 0; i < NTO; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o2[i][e] = fmaf(-dz[e >> 1], o1[i][e], o2[i][e]);
+    }
   } else {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) st.d1[rr] = st.d1[rr] * alpha[rr] + ls1[rr];  // per-thread partial
+    if (rescale) {
 #pragma unroll
-    for (int i = 0; i < NTO; ++i)
+      for (int i = 0; i < NTO; ++i)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) o1[i][e] *= alpha[e >> 1];
+        for (int e = 0; e < 4; ++e) o1[i][e] *= alpha[e >> 1];
+    }
   }
+}
+
+template <int NTS, int NTO, bool PLX>
+__device__ __forceinline__ void online_step(float (&s)[NTS][4], float (&z)[PLX ? NTS : 1][4], float (&o1)[NTO][4],
+                                            float (&o2)[PLX ? NTO : 1][4], RowState& st, int key0, bool full,
+                                            const int (&rlo)[2], const int (&rhi)[2], float qscale) {
+  const TileFactors f = online_p1<NTS>(s, st, key0, full, rlo, rhi, qscale);
+  online_p2<NTS, NTO, PLX>(s, z, o1, o2, st, f);
 }
 
 // The A operand (m16n8k16 layout) of k16 step kt from a tile of weights in accumulator layout.

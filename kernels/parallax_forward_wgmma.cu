@@ -2,17 +2,21 @@
 //
 // Charter: the v1 algorithm (parallax_forward.cu: online max in base 2, P1 = exp2(s - m) and
 // P2 = P1 (z - z0) rounded to the input type, the shift z0 re-centred online, the same saved
-// tensors) with the products on warpgroup MMA (sm_90a), D = Dv = 128 only. One block of WGS
-// warpgroups (128 WGS threads) per (64 WGS-query tile, query head, batch); each warpgroup owns
-// 64 rows; WGS = 1 (two blocks per SM) is the one launched. Q and R stay in shared memory for the whole block; K/V tiles of BN keys stream through
-// two cp.async stages into 128-byte-swizzled tiles (kernels/wgmma.cuh) that wgmma reads
-// directly: S = Q K^T and Z = R K^T with both operands in shared memory, then O1 += P1 V and
-// O2 += P2 V with P in registers (the accumulator-to-A-fragment identity of FlashAttention-2)
-// and V read transposed from the same swizzled tile. A warpgroup skips a key tile its 64 rows
-// cannot see (WGS = 2: the diagonal tile of the causal mask for the upper half). Warpgroups of
-// different blocks interleave on the SM: one's exponentials run while the other's wgmma executes. Not here:
-// TMA, warp specialisation with producer warps, intra-warpgroup overlap of softmax and MMA.
+// tensors; the per-tile step and the epilogue are the shared kernels/forward_step.cuh) with the
+// products on warpgroup MMA (sm_90a), D = Dv = 128 only. One warpgroup (128 threads) per
+// (64-query tile, query head, batch), two blocks per SM. Q and R stay in shared memory for the
+// whole block; K and V tiles of 64 keys stream through two cp.async stages into 128-byte-
+// swizzled tiles (kernels/wgmma.cuh) that wgmma reads directly: S = Q K^T and Z = R K^T with
+// both operands in shared memory, O1 += P1 V and O2 += P2 V with P in registers (the
+// accumulator-to-A-fragment identity of FlashAttention-2) and V read transposed through its
+// descriptor. Software-pipelined: the P V product of tile t - 1 is issued with S(t), Z(t).
+// Measured on the H200 and rejected (docs/gpu-results.md): two warpgroups sharing K/V tiles in
+// one block (slower: 1.45 vs 1.25 ms at L = 8192), no pipelining (1.38 ms), forcing the
+// exponentials between the two waits (no gain: the co-resident block already overlaps them).
+// Not here: TMA, producer warps, D = 64 (v1 serves it).
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "kernels/device_common.cuh"
 #include "kernels/forward_step.cuh"
@@ -21,18 +25,41 @@
 
 namespace plx::cuda::detail {
 
-template <bool PLX, int WGS> struct WgCfg {
-  static constexpr int D = 128, BM = 64 * WGS, NT = 128 * WGS;
-  static constexpr int BN = (PLX || WGS == 1) ? 64 : 128;  // S (and Z) of 64 rows x BN in registers next to O1 (and O2)
-  static constexpr int q_bytes = BM * D * 2;          // one [2][BM][64] swizzled tile
-  static constexpr int kv_bytes = BN * D * 2;         // one [2][BN][64] swizzled tile
+template <bool PLX> struct WgCfg {
+  static constexpr int D = 128, BM = 64, NT = 128, BN = 64;
+  static constexpr int q_bytes = BM * D * 2;   // one [2][BM][64] swizzled tile
+  static constexpr int kv_bytes = BN * D * 2;  // one [2][BN][64] swizzled tile
   static constexpr int bytes = 1024 /*alignment slack*/ + q_bytes * (PLX ? 2 : 1) + 4 * kv_bytes;  // K, V x 2 stages
 };
 
-template <class T, bool PLX, int WGS>
-__global__ void __launch_bounds__(128 * WGS, 2 / WGS) parallax_forward_wgmma_kernel(const AttnParams p) {
+// Issue one product chain: D (64 x BN) = A (64 x 128, [2][64][64] swizzled at a) B^T (BN x 128 at kb).
+template <class T, int BN>
+__device__ __forceinline__ void qk_product(float* d, unsigned a, unsigned kb) {
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    const unsigned koff = (kk & 3) * 32;  // 16-element step inside the 128-byte row
+    wgmma_ss<T, BN>(d, smem_desc(a + (kk >> 2) * (64 * 128) + koff, 16, 1024),
+                    smem_desc(kb + (kk >> 2) * (BN * 128) + koff, 16, 1024), kk > 0);
+  }
+  wgmma_commit();
+}
+// O (64 x 128) += P (64 x BN, registers) V (BN x 128 at vb, MN-major: LBO = the half stride).
+template <class T, int BN, bool PLX>
+__device__ __forceinline__ void pv_product(float* o1, float* o2, const std::uint32_t (&ap)[BN / 16][4],
+                                           const std::uint32_t (&az)[PLX ? BN / 16 : 1][4], unsigned vb) {
+#pragma unroll
+  for (int kt = 0; kt < BN / 16; ++kt) {
+    const std::uint64_t dv = smem_desc(vb + kt * 16 * 128, BN * 128, 1024);
+    wgmma_rs_tb<T, 128>(o1, ap[kt], dv);
+    if constexpr (PLX) wgmma_rs_tb<T, 128>(o2, az[kt], dv);
+  }
+  wgmma_commit();
+}
+
+template <class T, bool PLX>
+__global__ void __launch_bounds__(128, 2) parallax_forward_wgmma_kernel(const AttnParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = WgCfg<PLX, WGS>;
+  using C = WgCfg<PLX>;
   constexpr int D = C::D, BM = C::BM, BN = C::BN, NT = C::NT, CH = D / 8;
   constexpr int NTS = BN / 8, NTO = D / 8;
   extern __shared__ unsigned char smem_raw[];
@@ -47,47 +74,48 @@ __global__ void __launch_bounds__(128 * WGS, 2 / WGS) parallax_forward_wgmma_ker
   const int hq = blockIdx.y, b = blockIdx.z;
   const int hk = hq / (p.Hq / p.Hkv);
   const int m0 = mt * BM;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int lo_first, hi_first, lo_last, hi_last;
   raw_range(p, b, m0, lo_first, hi_first);
   raw_range(p, b, min(m0 + BM, p.Lq) - 1, lo_last, hi_last);
-  const int kv_lo = lo_first, kv_hi = hi_last;  // union of the block's rows
+  const int kv_lo = lo_first, kv_hi = hi_last;  // union of the block's rows (contiguous: lo, hi monotone)
   const int ntiles = kv_hi > kv_lo ? (kv_hi - kv_lo + BN - 1) / BN : 0;
-  // This warpgroup's rows [m0 + 64 wg, +64): their key union, and the keys all of them allow.
-  int wlo_first, whi_first, wlo_last, whi_last;
-  raw_range(p, b, min(m0 + 64 * wg, p.Lq - 1), wlo_first, whi_first);
-  raw_range(p, b, min(m0 + 64 * wg + 63, p.Lq - 1), wlo_last, whi_last);
-  const bool wg_rows = m0 + 64 * wg < p.Lq;
 
+  // Thread tid copies 16-byte chunk c = tid % CH of rows tid / CH + 8 j: the same swizzled
+  // column for every j, so the offsets are set up once.
+  constexpr int RSTEP = NT / CH;
+  static_assert(RSTEP == 8 && BN % RSTEP == 0 && BM % RSTEP == 0, "load pattern");
+  const int lrow = tid / CH, lc = tid % CH;
   {  // Q, R (zero rows past Lq)
     const T* qb = static_cast<const T*>(p.q) + b * p.q_batch_stride + hq * p.q_head_stride;
     const T* rb = PLX ? static_cast<const T*>(p.r) + b * p.r_batch_stride + hq * p.r_head_stride : nullptr;
-    for (int idx = tid; idx < BM * CH; idx += NT) {
-      const int row = idx / CH, c = idx % CH;
+    const unsigned off0 = swz_offset(lrow, lc, BM);
+#pragma unroll
+    for (int j = 0; j < BM / RSTEP; ++j) {
+      const int row = lrow + j * RSTEP;
       const bool ok = m0 + row < p.Lq;
       const long long i = ok ? m0 + row : 0;
-      cp_async16(gptr(qs + swz_offset(row, c, BM)), qb + i * p.q_row_stride + c * 8, ok);
-      if (PLX) cp_async16(gptr(rs + swz_offset(row, c, BM)), rb + i * p.r_row_stride + c * 8, ok);
+      cp_async16(gptr(qs + off0 + j * RSTEP * 128), qb + i * p.q_row_stride + lc * 8, ok);
+      if (PLX) cp_async16(gptr(rs + off0 + j * RSTEP * 128), rb + i * p.r_row_stride + lc * 8, ok);
     }
   }
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
-  auto load_tile = [&](int t, int buf) {
+  const unsigned lsoff = swz_offset(lrow, lc, BN);
+  auto load_rows = [&](const T* src, long long stride, unsigned dst, int t) {  // K or V tile t -> buffer t & 1
     const int k0 = kv_lo + t * BN;
-    for (int idx = tid; idx < BN * CH; idx += NT) {
-      const int row = idx / CH, c = idx % CH;
-      const int key = k0 + row;
+#pragma unroll
+    for (int j = 0; j < BN / RSTEP; ++j) {
+      const int key = k0 + lrow + j * RSTEP;
       const bool ok = key < kv_hi;
       const long long kk = ok ? key : kv_lo;
-      const unsigned off = buf * C::kv_bytes + swz_offset(row, c, BN);
-      cp_async16(gptr(ks + off), kbase + kk * p.k_row_stride + c * 8, ok);
-      cp_async16(gptr(vs + off), vbase + kk * p.v_row_stride + c * 8, ok);
+      cp_async16(gptr(dst + (t & 1) * C::kv_bytes + lsoff + j * RSTEP * 128), src + kk * stride + lc * 8, ok);
     }
   };
-  if (ntiles > 0) load_tile(0, 0);
-  cp_async_commit();
+  auto load_k = [&](int t) { load_rows(kbase, p.k_row_stride, ks, t); };
+  auto load_v = [&](int t) { load_rows(vbase, p.v_row_stride, vs, t); };
 
-  const int r0 = 64 * wg + 16 * (warp & 3) + (lane >> 2);  // the thread's first row in the block
+  const int r0 = 16 * warp + (lane >> 2);  // the thread's first row in the block
   int rlo[2], rhi[2];
   raw_range(p, b, min(m0 + r0, p.Lq - 1), rlo[0], rhi[0]);
   raw_range(p, b, min(m0 + r0 + 8, p.Lq - 1), rlo[1], rhi[1]);
@@ -102,65 +130,75 @@ __global__ void __launch_bounds__(128 * WGS, 2 / WGS) parallax_forward_wgmma_ker
       if (PLX) o2[i][e] = 0.f;
     }
   RowState st;
-  const unsigned qw = qs + 64 * wg * 128, rw = rs + 64 * wg * 128;  // this warpgroup's 64 rows
+  std::uint32_t ap[BN / 16][4], az[PLX ? BN / 16 : 1][4];  // P1, P2 of the previous tile
 
-  for (int t = 0; t < ntiles; ++t) {
-    const int buf = t & 1;
-    if (t + 1 < ntiles) load_tile(t + 1, buf ^ 1);  // its buffer was last read by tile t - 1
-    cp_async_commit();
+  // Software pipeline (FlashAttention-3's intra-warpgroup overlap): S(t), Z(t) and the P V
+  // product of tile t - 1 are issued together; the exponentials of S(t) run while the tensor
+  // cores finish Z(t) and P V(t - 1); V(t + 1) is fetched once P V(t - 1) has released its
+  // buffer. cp.async groups: K(0) and V(0) in the prologue, then per tile t: K(t + 1), V(t + 1).
+  // At the top of tile t everything but the newest group (V(t)) has landed: Q, R, K(t), V(t - 1).
+  if (ntiles > 0) load_k(0);
+  cp_async_commit();
+  if (ntiles > 0) load_v(0);
+  cp_async_commit();
+  // One tile; FIRST (t = 0) has no P V to issue. The first tile is peeled so that every
+  // wgmma.wait_group in the loop has a fixed count: with the count chosen at run time ptxas
+  // cannot tell which group S belongs to and hoists the final wait above the exponentials.
+  auto step = [&](int t, auto first) {
+    constexpr bool FIRST = decltype(first)::value;
+    const int k0 = kv_lo + t * BN;
+    const unsigned kb = ks + (t & 1) * C::kv_bytes;
     cp_async_wait<1>();
     fence_proxy_async();  // cp.async (generic proxy) -> wgmma (async proxy)
     __syncthreads();
-    const int k0 = kv_lo + t * BN;
-    if (wg_rows && k0 < whi_last && k0 + BN > wlo_first) {
-      float s[NTS][4], z[PLX ? NTS : 1][4];  // written by the first wgmma (scale-d = 0: no zeroing)
-      const unsigned kb = ks + buf * C::kv_bytes, vb = vs + buf * C::kv_bytes;
-      wgmma_fence();
+    if (t + 1 < ntiles) load_k(t + 1);  // K buffer of tile t - 1: S(t - 1) completed before the barrier
+    cp_async_commit();
+    float s[NTS][4], z[PLX ? NTS : 1][4];  // written by the first wgmma (scale-d = 0: no zeroing)
+    wgmma_fence();
+    qk_product<T, BN>(&s[0][0], qs, kb);
+    if constexpr (PLX) qk_product<T, BN>(&z[0][0], rs, kb);
+    if constexpr (!FIRST) pv_product<T, BN, PLX>(&o1[0][0], &o2[0][0], ap, az, vs + ((t - 1) & 1) * C::kv_bytes);
+    // Groups still in flight once S(t) has landed: Z(t) (Parallax) and P V(t - 1) (not FIRST).
+    wgmma_wait<(PLX ? 1 : 0) + (FIRST ? 0 : 1)>();
+    fence_regs<NTS * 4>(&s[0][0]);
+    const bool full = k0 >= lo_last && k0 + BN <= hi_first;  // every row of the block allows every key
+    const TileFactors f = online_p1<NTS>(s, st, k0 + (lane & 3) * 2, full, rlo, rhi, qscale);
+    wgmma_wait<0>();
+    if constexpr (PLX) fence_regs<NTS * 4>(&z[0][0]);
+    fence_regs<NTO * 4>(&o1[0][0]);
+    if constexpr (PLX) fence_regs<NTO * 4>(&o2[0][0]);
+    __syncthreads();  // every warp is done with P V(t - 1): its V buffer takes V(t + 1)
+    if (t + 1 < ntiles) load_v(t + 1);
+    cp_async_commit();
+    online_p2<NTS, NTO, PLX>(s, z, o1, o2, st, f);
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const unsigned koff = (kk & 3) * 32;  // 16-element step inside the 128-byte row
-        const std::uint64_t dk = smem_desc(kb + (kk >> 2) * (BN * 128) + koff, 16, 1024);
-        wgmma_ss<T, BN>(&s[0][0], smem_desc(qw + (kk >> 2) * (BM * 128) + koff, 16, 1024), dk, kk > 0);
-        if constexpr (PLX) wgmma_ss<T, BN>(&z[0][0], smem_desc(rw + (kk >> 2) * (BM * 128) + koff, 16, 1024), dk, kk > 0);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs<NTS * 4>(&s[0][0]);
-      if constexpr (PLX) fence_regs<NTS * 4>(&z[0][0]);
-
-      const bool full = k0 >= wlo_last && k0 + BN <= whi_first;  // every row of the warpgroup allows every key
-      online_step<NTS, NTO, PLX>(s, z, o1, o2, st, k0 + (lane & 3) * 2, full, rlo, rhi, qscale);
-
-      std::uint32_t ap[BN / 16][4], az[PLX ? BN / 16 : 1][4];
-#pragma unroll
-      for (int kt = 0; kt < BN / 16; ++kt) {
-        pack_a<T>(s, kt, ap[kt]);
-        if constexpr (PLX) pack_a<T>(z, kt, az[kt]);
-      }
-      fence_regs<NTO * 4>(&o1[0][0]);
-      if constexpr (PLX) fence_regs<NTO * 4>(&o2[0][0]);
-      wgmma_fence();
-#pragma unroll
-      for (int kt = 0; kt < BN / 16; ++kt) {
-        const std::uint64_t dv = smem_desc(vb + kt * 16 * 128, BN * 128, 1024);  // MN-major V: LBO = the half stride
-        wgmma_rs_tb<T, 128>(&o1[0][0], ap[kt], dv);
-        if constexpr (PLX) wgmma_rs_tb<T, 128>(&o2[0][0], az[kt], dv);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs<NTO * 4>(&o1[0][0]);
-      if constexpr (PLX) fence_regs<NTO * 4>(&o2[0][0]);
+    for (int kt = 0; kt < BN / 16; ++kt) {
+      pack_a<T>(s, kt, ap[kt]);
+      if constexpr (PLX) pack_a<T>(z, kt, az[kt]);
     }
-    __syncthreads();  // every warpgroup is done with buf before tile t + 2 overwrites it
+  };
+  if (ntiles > 0) step(0, std::true_type{});
+  for (int t = 1; t < ntiles; ++t) step(t, std::false_type{});
+  if (ntiles > 0) {  // P V of the last tile
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+    fence_regs<NTO * 4>(&o1[0][0]);
+    if constexpr (PLX) fence_regs<NTO * 4>(&o2[0][0]);
+    wgmma_fence();
+    pv_product<T, BN, PLX>(&o1[0][0], &o2[0][0], ap, az, vs + ((ntiles - 1) & 1) * C::kv_bytes);
+    wgmma_wait<0>();
+    fence_regs<NTO * 4>(&o1[0][0]);
+    if constexpr (PLX) fence_regs<NTO * 4>(&o2[0][0]);
   }
   cp_async_wait<0>();
-  if (wg_rows) store_rows<T, NTO, PLX>(p, b, hq, m0 + r0, lane, o1, o2, st);
+  store_rows<T, NTO, PLX>(p, b, hq, m0 + r0, lane, o1, o2, st);
 #endif
 }
 
-template <class T, bool PLX, int WGS> cudaError_t forward_wgmma_dispatch(const AttnParams& p, cudaStream_t st) {
-  using C = WgCfg<PLX, WGS>;
-  auto kern = parallax_forward_wgmma_kernel<T, PLX, WGS>;
+template <class T, bool PLX> cudaError_t forward_wgmma_dispatch(const AttnParams& p, cudaStream_t st) {
+  using C = WgCfg<PLX>;
+  auto kern = parallax_forward_wgmma_kernel<T, PLX>;
   cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::bytes);
   if (e != cudaSuccess) return e;
   kern<<<dim3((p.Lq + C::BM - 1) / C::BM, p.Hq, p.B), C::NT, C::bytes, st>>>(p);
@@ -170,14 +208,11 @@ template <class T, bool PLX, int WGS> cudaError_t forward_wgmma_dispatch(const A
 int launch_forward_wgmma(const AttnParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   const bool plx = p.mech == Mechanism::Parallax;
-  // One warpgroup per block, two blocks per SM (measured against two warpgroups sharing K/V
-  // tiles in one block, docs/gpu-results.md): the blocks drift apart, so one's exponentials
-  // overlap the other's wgmma, where the shared-tile block keeps its warpgroups in lockstep.
   if (p.dtype == ElemType::BF16)
-    return int(plx ? forward_wgmma_dispatch<__nv_bfloat16, true, 1>(p, st) : forward_wgmma_dispatch<__nv_bfloat16, false, 1>(p, st));
-  return int(plx ? forward_wgmma_dispatch<__half, true, 1>(p, st) : forward_wgmma_dispatch<__half, false, 1>(p, st));
+    return int(plx ? forward_wgmma_dispatch<__nv_bfloat16, true>(p, st) : forward_wgmma_dispatch<__nv_bfloat16, false>(p, st));
+  return int(plx ? forward_wgmma_dispatch<__half, true>(p, st) : forward_wgmma_dispatch<__half, false>(p, st));
 }
 
-int forward_wgmma_smem(bool parallax) { return parallax ? WgCfg<true, 1>::bytes : WgCfg<false, 1>::bytes; }
+int forward_wgmma_smem(bool parallax) { return parallax ? WgCfg<true>::bytes : WgCfg<false>::bytes; }
 
 }  // namespace plx::cuda::detail
