@@ -11,10 +11,12 @@
 // | v1      | library kernel (kernels/parallax_forward.cu): FA2 structure, 4 warps x 16   | 255 TFLOP/s at L=8192;   |
 // |         | rows, mma.sync m16n8k16, K fragments shared by S and Z, cp.async 2 stages,  | 4.5x cuDNN (target 1.9x  |
 // |         | BN = 32 for Parallax D=128 (registers), longest causal tiles first          | not met; needs WGMMA)    |
-// | v2      | kernels/parallax_forward_wgmma.cu (default for D = 128): 2 warpgroups x 64  | see docs/gpu-results.md  |
-// |         | rows, wgmma m64nNk16 from 128B-swizzled smem (S, Z) and P from registers    | (fourth session)         |
-// |         | (P V, V transposed by the descriptor), BN = 64 (Parallax) / 128 (softmax),  |                          |
-// |         | cp.async 2 stages, no TMA, no producer warps                                |                          |
+// | v2      | kernels/parallax_forward_wgmma.cu (default for D = 128): one warpgroup  | 1.30 ms = 424 TFLOP/s at |
+// |         | (64 rows) per block, 2 blocks/SM; wgmma m64n64k16 from 128B-swizzled smem   | L=8192 (v1 2.21 ms in    |
+// |         | (S, Z), m64n128k16 with P from registers and V transposed by its descriptor | the same run): 2.68x     |
+// |         | (P V), P V of tile t-1 issued with S(t), Z(t); cp.async, 2 stages; no TMA   | cuDNN (target 1.9x: gap) |
+// Each run times v1 and v2 on the same inputs (AttnParams::forward_version); docs/gpu-results.md
+// has the variants tried on the way.
 #include <cmath>
 #include <cstring>
 
