@@ -11,11 +11,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda_api.hpp"  // available(), forward-pass validation and launch (launch.hpp)
 #include "kernels/host_io.hpp"
+#include "kernels/param_check.hpp"
 
 namespace plx::cuda {
 
@@ -24,43 +27,23 @@ std::string num(long long x) { return std::to_string(x); }
 }  // namespace
 
 void check_backward_params(const BwdParams& p) {
-  auto need = [](bool ok, const std::string& field, const std::string& why) {
-    if (!ok) throw Error("cuda backward params '" + field + "': " + why);
-  };
+  const detail::ParamCheck c("cuda backward params");
+  auto need = [&](bool ok, const std::string& field, const std::string& why) { c.need(ok, field, why); };
   const bool plx = p.mech == Mechanism::Parallax;
-  need(p.dtype == ElemType::BF16 || p.dtype == ElemType::F16, "dtype", "must be bf16 or fp16");
   need(p.mech == Mechanism::Softmax || p.mech == Mechanism::Parallax, "mech", "must be softmax or parallax");
-  need(p.D == 64 || p.D == 128, "D", "unsupported head dim " + num(p.D) + " (supported: 64, 128)");
-  need(p.Dv == p.D, "Dv", "must equal D (got D=" + num(p.D) + ", Dv=" + num(p.Dv) + ")");
+  c.shapes(p, "differentiate");
   need(p.d_stride == 1, "d_stride", "the feature axis must be contiguous (stride 1), got " + num(p.d_stride));
-  need(p.B >= 1, "B", "must be >= 1, got " + num(p.B));
-  need(p.Hq >= 1 && p.Hkv >= 1, "Hq/Hkv", "must be >= 1");
-  need(p.Hq % p.Hkv == 0, "Hq", "must be a multiple of Hkv, got Hq=" + num(p.Hq) + ", Hkv=" + num(p.Hkv));
-  need(p.Lq >= 1, "Lq", "must be >= 1 (L = 0 has nothing to differentiate), got " + num(p.Lq));
-  need(p.Lkv >= 1, "Lkv", "must be >= 1 (L = 0 has nothing to differentiate), got " + num(p.Lkv));
-  need(std::isfinite(p.scale) && p.scale > 0, "scale", "must be finite and > 0");
-  need(p.window >= -1, "window", "must be -1 (off) or >= 0");
-  auto ptr16 = [&](const void* x, const char* name, bool required) {
-    need(!required || x != nullptr, name, "is null");
-    need(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, name, "must be 16-byte aligned");
-  };
-  ptr16(p.q, "q", true), ptr16(p.k, "k", true), ptr16(p.v, "v", true), ptr16(p.out, "out", true);
-  ptr16(p.dout, "dout", true), ptr16(p.dq, "dq", true), ptr16(p.dk, "dk", true), ptr16(p.dv, "dv", true);
-  ptr16(p.r, "r", plx), ptr16(p.vbar, "vbar", plx), ptr16(p.dr, "dr", plx);
-  ptr16(p.workspace, "workspace", true);
-  auto ptr4 = [&](const void* x, const char* name, bool required) {
-    need(!required || x != nullptr, name, required ? "is null (saved by the forward; required)" : "is null");
-    need(reinterpret_cast<std::uintptr_t>(x) % 4 == 0, name, "must be 4-byte aligned");
-  };
-  ptr4(p.lse, "lse", !plx), ptr4(p.m, "m", plx), ptr4(p.d1, "d1", plx), ptr4(p.zbar, "zbar", plx);
-  ptr4(p.start, "start", false), ptr4(p.used, "used", false);
+  for (auto [x, name, required] : {std::tuple<const void*, const char*, bool>{p.q, "q", true}, {p.k, "k", true},
+                                   {p.v, "v", true}, {p.out, "out", true}, {p.dout, "dout", true}, {p.dq, "dq", true},
+                                   {p.dk, "dk", true}, {p.dv, "dv", true}, {p.r, "r", plx}, {p.vbar, "vbar", plx},
+                                   {p.dr, "dr", plx}, {p.workspace, "workspace", true}})
+    c.pointer(x, name, required, 16);
+  for (auto [x, name, required] : {std::tuple<const void*, const char*, bool>{p.lse, "lse", !plx}, {p.m, "m", plx},
+                                   {p.d1, "d1", plx}, {p.zbar, "zbar", plx}, {p.start, "start", false},
+                                   {p.used, "used", false}})
+    c.pointer(x, name, required, 4, required ? "is null (saved by the forward; required)" : "is null");
   auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs, bool used) {
-    if (!used) return;
-    for (std::int64_t s : {bs, rs, hs}) {
-      need(s >= 0, name, "strides must be >= 0");
-      need(s % 8 == 0, name, "strides must be multiples of 8 elements (16-byte rows), got " + num(bs) + ", " + num(rs) +
-                                 ", " + num(hs) + "; the feature axis must be contiguous");
-    }
+    if (used) c.strides(name, bs, rs, hs, "; the feature axis must be contiguous");
   };
   strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride, true);
   strides("r strides", p.r_batch_stride, p.r_row_stride, p.r_head_stride, plx);
@@ -83,9 +66,9 @@ void check_backward_params(const BwdParams& p) {
        "must be > 0 when Lkv > 1");
   need(p.B == 1 || (p.dq_batch_stride > 0 && p.dk_batch_stride > 0), "gradient batch strides", "must be > 0 when B > 1");
   // Grid limits: y, z <= 65535; x <= 2^31 - 1 (preprocess: 4 rows per block).
-  need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + num(p.Hq) + " > 65535");
-  need(p.Hkv <= 65535, "Hkv", "grid too large: Hkv=" + num(p.Hkv) + " > 65535");
-  need(p.B <= 65535, "B", "grid too large: B=" + num(p.B) + " > 65535");
+  c.grid_dim(p.Hq, "Hq"), c.grid_dim(p.Hkv, "Hkv"), c.grid_dim(p.B, "B");
+  need(p.version >= 0 && p.version <= 2, "version", "must be 0 (default), 1 (mma.sync) or 2 (wgmma), got " + num(p.version));
+  need(p.version != 2 || p.D == 128, "version", "2 (wgmma) supports D = 128 only, got D=" + num(p.D));
   need((double(p.B) * p.Hq * p.Lq + 3) / 4 <= 2147483647.0, "B*Hq*Lq", "grid too large for the row preprocessing");
   // The workspace holds 3 B*Hq*Lq floats indexed with 64-bit offsets; kernels use int for positions.
   need(p.Lq < (1 << 30) && p.Lkv < (1 << 30), "Lq/Lkv", "must be < 2^30");
@@ -165,6 +148,7 @@ CandidateResult backward(const Problem& pr, const Inputs& in) {
   p.k_head_stride = p.v_head_stride = p.dk_head_stride = D;
   p.B = f.B, p.Hq = f.Hq, p.Hkv = f.Hkv, p.Lq = f.Lq, p.Lkv = f.Lkv, p.D = f.D, p.Dv = f.Dv, p.scale = f.scale;
   p.causal = f.causal, p.window = f.window, p.start = f.start, p.used = f.used, p.dtype = f.dtype, p.mech = f.mech;
+  if (const char* v = std::getenv("PLX_CUDA_BACKWARD_VERSION")) p.version = std::atoi(v);  // tests run v1 and v2
   launch_backward(p, nullptr);
   io::synchronize("kernel execution");
 

@@ -60,6 +60,8 @@ struct BwdParams {
   // ---- what ---------------------------------------------------------------------------------------
   ElemType dtype = ElemType::BF16;
   Mechanism mech = Mechanism::Parallax;
+  int version = 0;             // tile passes: 0 = default (2 for D = 128, else 1); 1 = mma.sync (parallax_backward.cu);
+                               // 2 = wgmma, D = 128 only (parallax_backward_wgmma.cu); env PLX_CUDA_BACKWARD_VERSION in cuda::backward
 };
 
 // Workspace (4-byte words): three per-row arrays [B, Hq, Lq]: lse2, t, b.

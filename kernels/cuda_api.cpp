@@ -16,10 +16,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "kernels/host_io.hpp"
 #include "kernels/kernels_internal.hpp"
 #include "kernels/lla_api.hpp"
+#include "kernels/param_check.hpp"
 
 namespace plx::cuda {
 
@@ -60,40 +62,20 @@ bool supports(const Problem& p, std::string* why_not) {
 }
 
 void check_params(const AttnParams& p, Op op) {
-  auto need = [](bool ok, const std::string& field, const std::string& why) {
-    if (!ok) throw Error("cuda params '" + field + "': " + why);
-  };
+  const detail::ParamCheck c("cuda params");
+  auto need = [&](bool ok, const std::string& field, const std::string& why) { c.need(ok, field, why); };
   const bool plx = p.mech == Mechanism::Parallax;
-  need(p.dtype == ElemType::BF16 || p.dtype == ElemType::F16, "dtype", "must be bf16 or fp16");
   need(p.mech == Mechanism::Softmax || p.mech == Mechanism::Parallax, "mech", "must be softmax or parallax");
-  need(p.D == 64 || p.D == 128, "D", "unsupported head dim " + str(p.D) + " (supported: 64, 128)");
-  need(p.Dv == p.D, "Dv", "must equal D (got D=" + str(p.D) + ", Dv=" + str(p.Dv) + ")");
-  need(p.B >= 1, "B", "must be >= 1, got " + str(p.B));
-  need(p.Hq >= 1 && p.Hkv >= 1, "Hq/Hkv", "must be >= 1");
-  need(p.Hq % p.Hkv == 0, "Hq", "must be a multiple of Hkv, got Hq=" + str(p.Hq) + ", Hkv=" + str(p.Hkv));
-  need(p.Lq >= 1, "Lq", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lq));
-  need(p.Lkv >= 1, "Lkv", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lkv));
-  need(std::isfinite(p.scale) && p.scale > 0, "scale", "must be finite and > 0");
-  need(p.window >= -1, "window", "must be -1 (off) or >= 0");
-  // Pointers: present and 16-byte aligned (the kernels move 16-byte vectors).
-  auto ptr = [&](const void* x, const char* name, bool required) {
-    need(!required || x != nullptr, name, "is null");
-    need(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, name, "must be 16-byte aligned");
-  };
-  ptr(p.q, "q", true), ptr(p.k, "k", true), ptr(p.v, "v", true), ptr(p.out, "out", true);
-  ptr(p.r, "r", plx), ptr(p.vbar, "vbar", false);
-  auto ptr4 = [&](const void* x, const char* name) {
-    need(reinterpret_cast<std::uintptr_t>(x) % 4 == 0, name, "must be 4-byte aligned");
-  };
-  ptr4(p.lse, "lse"), ptr4(p.m, "m"), ptr4(p.d1, "d1"), ptr4(p.zbar, "zbar"), ptr4(p.start, "start"), ptr4(p.used, "used");
+  c.shapes(p, "compute");
+  // Pointers: present and 16-byte aligned (the kernels move 16-byte vectors); row statistics 4.
+  c.pointer(p.q, "q", true, 16), c.pointer(p.k, "k", true, 16), c.pointer(p.v, "v", true, 16);
+  c.pointer(p.out, "out", true, 16), c.pointer(p.r, "r", plx, 16), c.pointer(p.vbar, "vbar", false, 16);
+  for (auto [x, name] : {std::pair<const void*, const char*>{p.lse, "lse"}, {p.m, "m"}, {p.d1, "d1"}, {p.zbar, "zbar"},
+                         {p.start, "start"}, {p.used, "used"}})
+    c.pointer(x, name, false, 4);
   // Strides: rows must start on 16-byte boundaries (multiples of 8 elements), non-negative.
   auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs, bool used) {
-    if (!used) return;
-    for (std::int64_t s : {bs, rs, hs}) {
-      need(s >= 0, name, "strides must be >= 0");
-      need(s % 8 == 0, name, "strides must be multiples of 8 elements (16-byte rows), got " + str(bs) + ", " + str(rs) +
-                                 ", " + str(hs) + "; the feature axis must be contiguous");
-    }
+    if (used) c.strides(name, bs, rs, hs, "; the feature axis must be contiguous");
   };
   strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride, true);
   strides("r strides", p.r_batch_stride, p.r_row_stride, p.r_head_stride, plx);
@@ -114,17 +96,14 @@ void check_params(const AttnParams& p, Op op) {
     need(p.decode_version == 0 || p.decode_version == 2 || p.decode_version == 3, "decode_version",
          "must be 0 (default), 2 or 3, got " + str(p.decode_version));
     need(p.num_splits >= 1 && p.num_splits <= 1024, "num_splits", "must lie in [1, 1024], got " + str(p.num_splits));
-    need(p.Hkv <= 65535, "Hkv", "grid too large: Hkv=" + str(p.Hkv) + " > 65535");
-    need(p.B <= 65535, "B", "grid too large: B=" + str(p.B) + " > 65535");
-    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535 (combine)");
+    c.grid_dim(p.Hkv, "Hkv"), c.grid_dim(p.B, "B"), c.grid_dim(p.Hq, "Hq", " (combine)");
     need(p.num_splits == 1 || (p.workspace && reinterpret_cast<std::uintptr_t>(p.workspace) % 16 == 0), "workspace",
          "a 16-byte aligned workspace is needed when num_splits > 1");
   } else {
     need(p.forward_version >= 0 && p.forward_version <= 2, "forward_version",
          "must be 0 (default), 1 (mma.sync) or 2 (wgmma), got " + str(p.forward_version));
     need(p.forward_version != 2 || p.D == 128, "forward_version", "2 (wgmma) supports D = 128 only, got D=" + str(p.D));
-    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535");
-    need(p.B <= 65535, "B", "grid too large: B=" + str(p.B) + " > 65535");
+    c.grid_dim(p.Hq, "Hq"), c.grid_dim(p.B, "B");
   }
   // Index arithmetic: per-row tensors use 64-bit offsets, element offsets are 64-bit.
   need(double(p.B) * p.Hq * p.Lq < 9e18, "B*Hq*Lq", "too large");

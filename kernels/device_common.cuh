@@ -50,6 +50,14 @@ template <> struct Pack<__half> {
   static __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
 };
 
+// 2^x on the special-function unit (ex2.approx.ftz: relative error ~2^-22, results below
+// 2^-126 flush to 0, which only drops weights far below the tile's rounding to bf16/fp16).
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
@@ -109,6 +117,22 @@ template <> __device__ __forceinline__ void mma16816<__half>(float* c, const std
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The A operand (m16n8k16 layout) of k16 step kt from a tile of weights in accumulator layout.
+template <class T, int N>
+__device__ __forceinline__ void pack_a(const float (&w)[N][4], int kt, std::uint32_t (&a)[4]) {
+  a[0] = Pack<T>::from_float2(w[2 * kt][0], w[2 * kt][1]);
+  a[1] = Pack<T>::from_float2(w[2 * kt][2], w[2 * kt][3]);
+  a[2] = Pack<T>::from_float2(w[2 * kt + 1][0], w[2 * kt + 1][1]);
+  a[3] = Pack<T>::from_float2(w[2 * kt + 1][2], w[2 * kt + 1][3]);
+}
+
+// Every k16 step of a tile of weights with N columns (N / 8 n8 tiles) as A operands.
+template <class T, int N>
+__device__ __forceinline__ void pack_tile(const float (&w)[N / 8][4], std::uint32_t (&a)[N / 16][4]) {
+#pragma unroll
+  for (int kt = 0; kt < N / 16; ++kt) pack_a<T>(w, kt, a[kt]);
 }
 
 }  // namespace plx::cuda::detail

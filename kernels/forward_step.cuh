@@ -30,12 +30,21 @@ __device__ __forceinline__ void raw_range(const AttnParams& p, int b, int i, int
   lo = int(l), hi = int(h);
 }
 
-// 2^x on the special-function unit (ex2.approx.ftz: relative error ~2^-22, results below
-// 2^-126 flush to 0, which only drops weights far below the tile's rounding to bf16/fp16).
-__device__ __forceinline__ float exp2_ftz(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
+// Allowed keys of the thread's two rows row0 and row0 + 8 (rows past Lq take the last row's).
+__device__ __forceinline__ void thread_row_ranges(const AttnParams& p, int b, int row0, int (&rlo)[2], int (&rhi)[2]) {
+  raw_range(p, b, min(row0, p.Lq - 1), rlo[0], rhi[0]);
+  raw_range(p, b, min(row0 + 8, p.Lq - 1), rlo[1], rhi[1]);
+}
+
+template <int NTO, bool PLX>
+__device__ __forceinline__ void zero_accumulators(float (&o1)[NTO][4], float (&o2)[PLX ? NTO : 1][4]) {
+#pragma unroll
+  for (int i = 0; i < NTO; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      o1[i][e] = 0.f;
+      if (PLX) o2[i][e] = 0.f;
+    }
 }
 
 // Running state of the thread's two rows: max (base 2), d1 and d2 (Parallax: row totals;
@@ -184,15 +193,6 @@ __device__ __forceinline__ void online_step(float (&s)[NTS][4], float (&z)[PLX ?
                                             const int (&rlo)[2], const int (&rhi)[2], float qscale) {
   const TileFactors f = online_p1<NTS>(s, st, key0, full, rlo, rhi, qscale);
   online_p2<NTS, NTO, PLX>(s, z, o1, o2, st, f);
-}
-
-// The A operand (m16n8k16 layout) of k16 step kt from a tile of weights in accumulator layout.
-template <class T, int N>
-__device__ __forceinline__ void pack_a(const float (&w)[N][4], int kt, std::uint32_t (&a)[4]) {
-  a[0] = Pack<T>::from_float2(w[2 * kt][0], w[2 * kt][1]);
-  a[1] = Pack<T>::from_float2(w[2 * kt][2], w[2 * kt][3]);
-  a[2] = Pack<T>::from_float2(w[2 * kt + 1][0], w[2 * kt + 1][1]);
-  a[3] = Pack<T>::from_float2(w[2 * kt + 1][2], w[2 * kt + 1][3]);
 }
 
 // Epilogue: out = vbar + (zbar_c vbar - O2 / d1) (Parallax, zbar_c = d2 / d1 about z0) or vbar

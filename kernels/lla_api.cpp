@@ -17,10 +17,12 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda_api.hpp"
 #include "kernels/host_io.hpp"
+#include "kernels/param_check.hpp"
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
 #include "validation/candidate_result.hpp"
@@ -32,19 +34,9 @@ std::string str(long long x) { return std::to_string(x); }
 }  // namespace
 
 void check_lla_params(const LlaParams& p, Op op) {
-  auto need = [](bool ok, const std::string& field, const std::string& why) {
-    if (!ok) throw Error("lla params '" + field + "': " + why);
-  };
-  need(p.dtype == ElemType::BF16 || p.dtype == ElemType::F16, "dtype", "must be bf16 or fp16");
-  need(p.D == 64 || p.D == 128, "D", "unsupported head dim " + str(p.D) + " (supported: 64, 128)");
-  need(p.Dv == p.D, "Dv", "must equal D (got D=" + str(p.D) + ", Dv=" + str(p.Dv) + ")");
-  need(p.B >= 1, "B", "must be >= 1, got " + str(p.B));
-  need(p.Hq >= 1 && p.Hkv >= 1, "Hq/Hkv", "must be >= 1");
-  need(p.Hq % p.Hkv == 0, "Hq", "must be a multiple of Hkv, got Hq=" + str(p.Hq) + ", Hkv=" + str(p.Hkv));
-  need(p.Lq >= 1, "Lq", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lq));
-  need(p.Lkv >= 1, "Lkv", "must be >= 1 (L = 0 has nothing to compute), got " + str(p.Lkv));
-  need(std::isfinite(p.scale) && p.scale > 0, "scale", "must be finite and > 0");
-  need(p.window >= -1, "window", "must be -1 (off) or >= 0");
+  const detail::ParamCheck c("lla params");
+  auto need = [&](bool ok, const std::string& field, const std::string& why) { c.need(ok, field, why); };
+  c.shapes(p, "compute");
   need(p.anchor == LlaAnchor::KeyMean || p.anchor == LlaAnchor::Query, "anchor", "must be KeyMean or Query");
   need(p.solver == LlaSolver::Direct || p.solver == LlaSolver::CG || p.solver == LlaSolver::JacobiCG, "solver",
        "must be Direct, CG or JacobiCG");
@@ -54,26 +46,16 @@ void check_lla_params(const LlaParams& p, Op op) {
   need(std::isfinite(p.cg_atol) && p.cg_atol >= 0, "cg_atol", "must be finite and >= 0");
   need(std::isfinite(p.cg_rtol) && p.cg_rtol >= 0, "cg_rtol", "must be finite and >= 0");
   need(p.cg_max_iters >= 1 && p.cg_max_iters <= 100000, "cg_max_iters", "must lie in [1, 100000], got " + str(p.cg_max_iters));
-  auto ptr16 = [&](const void* x, const char* name) {
-    need(x != nullptr, name, "is null");
-    need(reinterpret_cast<std::uintptr_t>(x) % 16 == 0, name, "must be 16-byte aligned");
-  };
-  ptr16(p.q, "q"), ptr16(p.k, "k"), ptr16(p.v, "v"), ptr16(p.out, "out");
-  auto ptr4 = [&](const void* x, const char* name) {
-    need(reinterpret_cast<std::uintptr_t>(x) % 4 == 0, name, "must be 4-byte aligned");
-  };
-  ptr4(p.lambda, "lambda"), ptr4(p.probe, "probe"), ptr4(p.lse, "lse"), ptr4(p.omega, "omega");
-  ptr4(p.iters, "iters"), ptr4(p.status, "status"), ptr4(p.start, "start"), ptr4(p.used, "used");
+  c.pointer(p.q, "q", true, 16), c.pointer(p.k, "k", true, 16), c.pointer(p.v, "v", true, 16);
+  c.pointer(p.out, "out", true, 16);
+  for (auto [x, name] : {std::pair<const void*, const char*>{p.lambda, "lambda"}, {p.probe, "probe"}, {p.lse, "lse"},
+                         {p.omega, "omega"}, {p.iters, "iters"}, {p.status, "status"}, {p.start, "start"},
+                         {p.used, "used"}})
+    c.pointer(x, name, false, 4);
   for (auto [s, name] : {std::pair{p.q_dim_stride, "q"}, {p.k_dim_stride, "k"}, {p.v_dim_stride, "v"}, {p.o_dim_stride, "out"}})
     need(s == 1, std::string(name) + " feature stride",
          "the feature (last) axis must be contiguous (stride 1), got " + str(s));
-  auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs) {
-    for (std::int64_t s : {bs, rs, hs}) {
-      need(s >= 0, name, "strides must be >= 0");
-      need(s % 8 == 0, name, "strides must be multiples of 8 elements (16-byte rows), got " + str(bs) + ", " + str(rs) +
-                                 ", " + str(hs));
-    }
-  };
+  auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs) { c.strides(name, bs, rs, hs); };
   strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride);
   strides("k strides", p.k_batch_stride, p.k_row_stride, p.k_head_stride);
   strides("v strides", p.v_batch_stride, p.v_row_stride, p.v_head_stride);
@@ -82,19 +64,18 @@ void check_lla_params(const LlaParams& p, Op op) {
   need(p.Hkv == 1 || (p.k_head_stride > 0 && p.v_head_stride > 0), "kv head strides", "must be > 0 when Hkv > 1");
   need(p.Lq == 1 || (p.q_row_stride > 0 && p.o_row_stride > 0), "row strides", "must be > 0 when Lq > 1");
   need(p.Lkv == 1 || (p.k_row_stride > 0 && p.v_row_stride > 0), "kv row strides", "must be > 0 when Lkv > 1");
-  need(p.B <= 65535, "B", "grid too large: B=" + str(p.B) + " > 65535");
+  c.grid_dim(p.B, "B");
   if (op == Op::Decode) {
     need(p.Lq == 1, "Lq", "decode takes exactly one query per sequence, got " + str(p.Lq));
     need(p.Hq / p.Hkv <= 16, "Hq/Hkv", "decode supports group sizes up to 16, got " + str(p.Hq / p.Hkv));
     need(p.num_splits >= 1 && p.num_splits <= 1024, "num_splits", "must lie in [1, 1024], got " + str(p.num_splits));
-    need(p.Hkv <= 65535, "Hkv", "grid too large: Hkv=" + str(p.Hkv) + " > 65535");
-    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535");
+    c.grid_dim(p.Hkv, "Hkv"), c.grid_dim(p.Hq, "Hq");
     need(p.workspace && reinterpret_cast<std::uintptr_t>(p.workspace) % 16 == 0, "workspace",
          "a 16-byte aligned workspace of lla_workspace_floats(p) floats is needed");
   } else {
     need(p.solver != LlaSolver::Direct, "solver",
          "the matrix-free forward solves by CG or JacobiCG only (Direct: use the split-KV decode, Lq = 1)");
-    need(p.Hq <= 65535, "Hq", "grid too large: Hq=" + str(p.Hq) + " > 65535");
+    c.grid_dim(p.Hq, "Hq");
   }
   need(double(p.B) * p.Hq * p.Lq < 9e18, "B*Hq*Lq", "too large");
 }

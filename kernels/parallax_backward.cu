@@ -19,39 +19,12 @@
 #include <cmath>
 
 #include "kernels/backward_launch.hpp"
+#include "kernels/backward_step.cuh"
 #include "kernels/device_common.cuh"
 
 namespace plx::cuda::detail {
 
 namespace {
-
-// Block-wide mask constants of one batch: query i sits at P_i = off + i.
-struct MaskB {
-  int start, used, off;  // off = used - Lq
-};
-__device__ __forceinline__ MaskB mask_of(const BwdParams& p, int b) {
-  MaskB mk;
-  mk.used = p.used ? p.used[b] : p.Lkv;
-  mk.start = p.start ? p.start[b] : 0;
-  mk.off = mk.used - p.Lq;
-  return mk;
-}
-// Raw allowed range [lo, hi) of query i (lo > hi possible: empty). lo, hi are monotone in i.
-__device__ __forceinline__ void bwd_range(const BwdParams& p, const MaskB& mk, int i, int& lo, int& hi) {
-  const int P = mk.off + i;
-  int l = mk.start, h = mk.used < p.Lkv ? mk.used : p.Lkv;
-  if (p.causal) h = h < P + 1 ? h : P + 1;
-  if (p.window >= 0) l = l > P - p.window + 1 ? l : P - p.window + 1;
-  if (l < 0) l = 0;
-  lo = l, hi = h;
-}
-
-// Copy 4 bytes global -> shared; when !pred nothing is read and the 4 bytes are zeroed.
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool pred) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int n = pred ? 4 : 0;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
 
 template <class T> __device__ __forceinline__ const T* tptr(const void* base, long long off) {
   return static_cast<const T*>(base) + off;
@@ -254,18 +227,11 @@ __global__ void __launch_bounds__(128) bwd_dkdv_kernel(const BwdParams p) {
           const int e = rr * 2 + c;
           const int key = key_r0 + rr * 8;
           const bool ok = full || (q0 + col < p.Lq && key >= lo && key < hi);
-          const float pj = ok ? exp2f(sT[n][e] * qscale - lse2) : 0.f;
-          const float a = aT[n][e];
-          if (PLX) {
-            const float bb = rf[2 * BM + col], zb = rf[3 * BM + col];
-            const float dz = zb - zT[n][e], amb = a - bb;
-            aT[n][e] = p.scale * (pj * (a - t + dz * amb));
-            zT[n][e] = -pj * amb;
-            sT[n][e] = pj * (1.f + dz);
-          } else {
-            aT[n][e] = p.scale * (pj * (a - t));
-            sT[n][e] = pj;
-          }
+          const BwdWeights w = bwd_weights<PLX>(sT[n][e], PLX ? zT[n][e] : 0.f, aT[n][e], lse2, t,
+                                                PLX ? rf[2 * BM + col] : 0.f, PLX ? rf[3 * BM + col] : 0.f, ok,
+                                                qscale, p.scale);
+          sT[n][e] = w.sw, aT[n][e] = w.gl;
+          if (PLX) zT[n][e] = w.gu;
         }
       }
     // ---- dv += SW dO, dk += GL Q (+ GU R) ----
@@ -470,15 +436,10 @@ __global__ void __launch_bounds__(128) bwd_dqdr_kernel(const BwdParams p) {
         const int rr = e >> 1;
         const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
         const bool ok = full || (key >= rlo[rr] && key < rhi[rr]);
-        const float pj = ok ? exp2f(s[n][e] * qscale - lse2[rr]) : 0.f;
-        const float av = a[n][e];
-        if (PLX) {
-          const float amb = av - bb[rr];
-          s[n][e] = p.scale * (pj * (av - tt[rr] + (zb[rr] - z[n][e]) * amb));
-          z[n][e] = -pj * amb;
-        } else {
-          s[n][e] = p.scale * (pj * (av - tt[rr]));
-        }
+        const BwdWeights w = bwd_weights<PLX>(s[n][e], PLX ? z[n][e] : 0.f, a[n][e], lse2[rr], tt[rr], bb[rr], zb[rr],
+                                              ok, qscale, p.scale);
+        s[n][e] = w.gl;
+        if (PLX) z[n][e] = w.gu;
       }
     // ---- dq += GL K, dr += GU K ----
 #pragma unroll
@@ -535,7 +496,11 @@ template <class T, int D, bool PLX> cudaError_t backward_dispatch(const BwdParam
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
-  if (which == 0 || which == 2) {
+  const bool v2 = p.version == 2 || (p.version == 0 && D == 128);
+  if (v2 && (which == 0 || which == 2)) {
+    e = cudaError_t(launch_backward_wgmma_pass(p, st, 2));
+    if (e != cudaSuccess || which == 2) return e;
+  } else if (which == 0 || which == 2) {
     using C = KvCfg<D, PLX>;
     auto kern = bwd_dkdv_kernel<T, D, PLX>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::bytes);
@@ -544,6 +509,7 @@ template <class T, int D, bool PLX> cudaError_t backward_dispatch(const BwdParam
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
+  if (v2 && (which == 0 || which == 3)) return cudaError_t(launch_backward_wgmma_pass(p, st, 3));
   if (which == 0 || which == 3) {
     using C = QCfg<D, PLX>;
     auto kern = bwd_dqdr_kernel<T, D, PLX>;

@@ -85,18 +85,10 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
   // Per-thread rows: r0 = 16*warp + lane/4 and r0 + 8 (accumulator layout of m16n8).
   const int r0 = 16 * warp + (lane >> 2);
   int rlo[2], rhi[2];
-  raw_range(p, b, min(m0 + r0, p.Lq - 1), rlo[0], rhi[0]);
-  raw_range(p, b, min(m0 + r0 + 8, p.Lq - 1), rlo[1], rhi[1]);
+  thread_row_ranges(p, b, m0 + r0, rlo, rhi);
   const float qscale = p.scale * kLog2e;
-
   float o1[NTO][4], o2[PLX ? NTO : 1][4];
-#pragma unroll
-  for (int i = 0; i < NTO; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      o1[i][e] = 0.f;
-      if (PLX) o2[i][e] = 0.f;
-    }
+  zero_accumulators<NTO, PLX>(o1, o2);
   RowState st;
 
   const unsigned qs_addr = static_cast<unsigned>(__cvta_generic_to_shared(Qs));

@@ -32,27 +32,18 @@ template <bool PLX> struct WgCfg {
   static constexpr int bytes = 1024 /*alignment slack*/ + q_bytes * (PLX ? 2 : 1) + 4 * kv_bytes;  // K, V x 2 stages
 };
 
-// Issue one product chain: D (64 x BN) = A (64 x 128, [2][64][64] swizzled at a) B^T (BN x 128 at kb).
+// S or Z (64 x BN) = A (Q or R, [2][64][64] at a) K^T (K tile at kb), one commit group.
 template <class T, int BN>
 __device__ __forceinline__ void qk_product(float* d, unsigned a, unsigned kb) {
-#pragma unroll
-  for (int kk = 0; kk < 8; ++kk) {
-    const unsigned koff = (kk & 3) * 32;  // 16-element step inside the 128-byte row
-    wgmma_ss<T, BN>(d, smem_desc(a + (kk >> 2) * (64 * 128) + koff, 16, 1024),
-                    smem_desc(kb + (kk >> 2) * (BN * 128) + koff, 16, 1024), kk > 0);
-  }
+  wgmma_ss_k128<T, BN>(d, a, 64, kb, BN);
   wgmma_commit();
 }
-// O (64 x 128) += P (64 x BN, registers) V (BN x 128 at vb, MN-major: LBO = the half stride).
+// O1 += P1 V and O2 += P2 V (P in registers, V tile at vb), one commit group.
 template <class T, int BN, bool PLX>
 __device__ __forceinline__ void pv_product(float* o1, float* o2, const std::uint32_t (&ap)[BN / 16][4],
                                            const std::uint32_t (&az)[PLX ? BN / 16 : 1][4], unsigned vb) {
-#pragma unroll
-  for (int kt = 0; kt < BN / 16; ++kt) {
-    const std::uint64_t dv = smem_desc(vb + kt * 16 * 128, BN * 128, 1024);
-    wgmma_rs_tb<T, 128>(o1, ap[kt], dv);
-    if constexpr (PLX) wgmma_rs_tb<T, 128>(o2, az[kt], dv);
-  }
+  wgmma_rs_n128<T, BN>(o1, ap, vb);
+  if constexpr (PLX) wgmma_rs_n128<T, BN>(o2, az, vb);
   wgmma_commit();
 }
 
@@ -117,18 +108,10 @@ __global__ void __launch_bounds__(128, 2) parallax_forward_wgmma_kernel(const At
 
   const int r0 = 16 * warp + (lane >> 2);  // the thread's first row in the block
   int rlo[2], rhi[2];
-  raw_range(p, b, min(m0 + r0, p.Lq - 1), rlo[0], rhi[0]);
-  raw_range(p, b, min(m0 + r0 + 8, p.Lq - 1), rlo[1], rhi[1]);
+  thread_row_ranges(p, b, m0 + r0, rlo, rhi);
   const float qscale = p.scale * kLog2e;
-
   float o1[NTO][4], o2[PLX ? NTO : 1][4];
-#pragma unroll
-  for (int i = 0; i < NTO; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      o1[i][e] = 0.f;
-      if (PLX) o2[i][e] = 0.f;
-    }
+  zero_accumulators<NTO, PLX>(o1, o2);
   RowState st;
   std::uint32_t ap[BN / 16][4], az[PLX ? BN / 16 : 1][4];  // P1, P2 of the previous tile
 

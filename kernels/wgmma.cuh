@@ -1,9 +1,10 @@
 // kernels/wgmma.cuh — Hopper warpgroup MMA (wgmma.mma_async) helpers for sm_90a.
 //
 // Charter: shared-memory matrix descriptors for the 128-byte-swizzled layouts the kernels
-// write with cp.async, the fence / commit / wait primitives, and the three instruction shapes
-// the prefill forward uses (m64n64k16 and m64n128k16 with both operands in shared memory,
-// m64n128k16 with A in registers and B transposed: the P V product). Compiled only where the
+// write with cp.async, the fence / commit / wait primitives, the instruction shapes
+// the prefill forward and the backward use (m64nNk16, N = 32, 64, 128, with both operands in
+// shared memory; m64n128k16 with A in registers and B transposed: P V, dQ, dK, dV), and the
+// K = 128 / N = 128 product chains built from them. Compiled only where the
 // target has the sm_90a features (__CUDA_ARCH_FEAT_SM90_ALL); nothing here launches.
 //
 // Layout (both K-major and MN-major operands): a tile of R rows x 64 16-bit elements is R rows
@@ -53,6 +54,22 @@ template <class T, int N> __device__ void wgmma_ss(float* d, std::uint64_t da, s
 template <class T, int N> __device__ void wgmma_rs_tb(float* d, const std::uint32_t* a, std::uint64_t db);
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+template <> __device__ __forceinline__ void wgmma_ss<__nv_bfloat16, 32>(float* d, std::uint64_t da, std::uint64_t db, int acc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db), "r"(acc));
+}
+
+template <> __device__ __forceinline__ void wgmma_ss<__half, 32>(float* d, std::uint64_t da, std::uint64_t db, int acc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db), "r"(acc));
+}
+
 template <> __device__ __forceinline__ void wgmma_ss<__nv_bfloat16, 64>(float* d, std::uint64_t da, std::uint64_t db, int acc) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
@@ -101,5 +118,25 @@ template <> __device__ __forceinline__ void wgmma_rs_tb<__half, 128>(float* d, c
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+// One product with K = 128 (D) from shared memory: D (64 x N) = A B^T (+ nothing: the first step
+// overwrites D), A = 64 rows at `a` of a [2][a_rows][64] tile, B = N rows at `b` of a
+// [2][b_rows][64] tile, both K-major. Issues 8 wgmma; the caller fences and commits.
+template <class T, int N>
+__device__ __forceinline__ void wgmma_ss_k128(float* d, unsigned a, int a_rows, unsigned b, int b_rows) {
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    const unsigned koff = (kk & 3) * 32;  // 16-element step inside the 128-byte row
+    wgmma_ss<T, N>(d, smem_desc(a + (kk >> 2) * a_rows * 128 + koff, 16, 1024),
+                   smem_desc(b + (kk >> 2) * b_rows * 128 + koff, 16, 1024), kk > 0);
+  }
+}
+// D (64 x 128) += A B with A = K / 16 register fragments (64 x K) and B = the [2][K][64] tile at
+// `b` read MN-major (rows = the K index, 128 columns): LBO = the half stride K * 128 bytes.
+template <class T, int K>
+__device__ __forceinline__ void wgmma_rs_n128(float* d, const std::uint32_t (&a)[K / 16][4], unsigned b) {
+#pragma unroll
+  for (int kt = 0; kt < K / 16; ++kt) wgmma_rs_tb<T, 128>(d, a[kt], smem_desc(b + kt * 16 * 128, K * 128, 1024));
+}
 
 }  // namespace plx::cuda::detail

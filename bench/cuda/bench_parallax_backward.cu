@@ -16,6 +16,9 @@
 // |         | registers) + query-tile pass (dq, dr), mma.sync m16n8k16, recompute S/Z/A in    | Parallax bwd 7.19 ms (210 |
 // |         | both passes, no atomics (deterministic), cp.async double buffers                | TFLOP/s executed); fwd+bwd|
 // |         |                                                                                 | 4.8x cuDNN (target 2.4x)  |
+// | v2      | kernels/parallax_backward_wgmma.cu (default for D = 128): both tile passes on   | see docs/gpu-results.md   |
+// |         | wgmma (one warpgroup per block, 2 blocks/SM, 128B-swizzled cp.async tiles, 32-  | (fourth session); v1 is   |
+// |         | row query / key tiles), same deterministic structure and weights                | timed in the same run     |
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -79,6 +82,11 @@ int main(int argc, char** argv) {
       const int iters = L >= 8192 ? 10 : 20;
       const double ms_f = time_graph([&](int i, cudaStream_t st) { plx::cuda::launch(fparams(i), plx::cuda::Op::Forward, st); }, iters, 7);
       const double ms_b = time_graph([&](int i, cudaStream_t st) { plx::cuda::launch_backward(bparams(i), st); }, iters, 7);
+      const double ms_b1 = time_graph([&](int i, cudaStream_t st) {  // the v1 (mma.sync) passes, same run
+        plx::cuda::BwdParams p = bparams(i);
+        p.version = 1;
+        plx::cuda::launch_backward(p, st);
+      }, iters, 7);
       const double ms_fb = time_graph([&](int i, cudaStream_t st) {
         plx::cuda::launch(fparams(i), plx::cuda::Op::Forward, st);
         plx::cuda::launch_backward(bparams(i), st);
@@ -106,9 +114,9 @@ int main(int argc, char** argv) {
       const double fwd_mm = plx ? 4 : 2, bwd_mm = plx ? 11 : 7;
       std::printf("{\"bench\": \"backward\", \"mech\": \"%s\", \"B\": %d, \"H\": %d, \"L\": %d, \"D\": %d, \"causal\": true, "
                   "\"fwd_ms\": %.4f, \"bwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"bwd_tflops\": %.1f, "
-                  "\"pre_ms\": %.4f, \"kv_pass_ms\": %.4f, \"q_pass_ms\": %.4f, \"nonfinite_grads\": %zu, \"nsets\": %d}\n",
+                  "\"pre_ms\": %.4f, \"kv_pass_ms\": %.4f, \"q_pass_ms\": %.4f, \"bwd_v1_ms\": %.4f, \"nonfinite_grads\": %zu, \"nsets\": %d}\n",
                   plx ? "parallax" : "softmax", B, H, L, D, ms_f, ms_b, ms_fb, fwd_mm * fl / (ms_f * 1e-3) / 1e12,
-                  bwd_mm * fl / (ms_b * 1e-3) / 1e12, ms_pass[0], ms_pass[1], ms_pass[2], bad, nsets);
+                  bwd_mm * fl / (ms_b * 1e-3) / 1e12, ms_pass[0], ms_pass[1], ms_pass[2], ms_b1, bad, nsets);
       std::fflush(stdout);
       BCHECK(cudaFree(pool));
     }

@@ -117,6 +117,12 @@ TEST(CudaBackwardCheck, EmptyLengthsAndGridLimits) {
   expect_bad([](cuda::BwdParams& p) { p.Hq = 6, p.Hkv = 4; }, "'Hq'");       // not a GQA group
 }
 
+TEST(CudaBackwardCheck, Version) {
+  expect_bad([](cuda::BwdParams& p) { p.version = 3; }, "'version'");
+  expect_bad([](cuda::BwdParams& p) { p.version = -1; }, "'version'");
+  expect_bad([](cuda::BwdParams& p) { p.D = p.Dv = 64, p.version = 2; }, "D = 128 only");
+}
+
 TEST(CudaBackwardCheck, StridesFeatureAxisScaleWindow) {
   expect_bad([](cuda::BwdParams& p) { p.d_stride = 2; }, "'d_stride'");        // non-contiguous feature axis
   expect_bad([](cuda::BwdParams& p) { p.q_row_stride = 8 * 128 + 4; }, "'q strides'");
@@ -481,6 +487,37 @@ TEST(CudaBackward, LongSequences) {
   p = base_problem("parallax", DType::F16, 128, 2, 2, 2, 700, 900, ++seed);
   p.window = 256;
   EXPECT_TRUE(check_case(p, "long window 256: " + shape_label(p)));
+}
+
+// Both tile-pass versions at D = 128 (v2 wgmma is the default there, v1 mma.sync stays
+// selectable): long rows over many key and query tiles of either kernel (the v2 passes use
+// 32-row query / key tiles), GQA and MQA, Lq != Lkv, a window, ragged start/used with an empty
+// batch, fp16, and the hazard generators with the largest dynamic range.
+TEST(CudaBackward, BothVersionsLongRows) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device: backward kernels not run";
+  std::uint64_t seed = test::seed() + 7700;
+  for (int version : {1, 2}) {
+    setenv("PLX_CUDA_BACKWARD_VERSION", std::to_string(version).c_str(), 1);
+    const std::string v = "v" + std::to_string(version) + " ";
+    for (const char* member : {"parallax", "softmax"}) {
+      Problem p = base_problem(member, DType::BF16, 128, 1, 4, 1, 300, 333, ++seed);  // MQA, Lq < Lkv
+      EXPECT_TRUE(check_case(p, v + shape_label(p)));
+      p = base_problem(member, DType::BF16, 128, 2, 2, 2, 333, 300, ++seed);  // empty leading rows
+      EXPECT_TRUE(check_case(p, v + shape_label(p)));
+      p = base_problem(member, DType::F16, 128, 1, 4, 2, 260, 260, ++seed);
+      p.window = 100;
+      EXPECT_TRUE(check_case(p, v + "window 100 " + shape_label(p)));
+      p = base_problem(member, DType::BF16, 128, 2, 2, 1, 150, 400, ++seed);
+      p.start = {30, 0}, p.used = {390, 0};
+      EXPECT_TRUE(check_case(p, v + shape_label(p)));
+      for (InputGen g : {InputGen::Outliers, InputGen::LargeScale, InputGen::LargeR}) {
+        p = base_problem(member, DType::BF16, 128, 1, 2, 2, 200, 200, ++seed);
+        p.gen = g;
+        EXPECT_TRUE(check_case(p, v + to_string(g) + " " + shape_label(p)));
+      }
+    }
+  }
+  unsetenv("PLX_CUDA_BACKWARD_VERSION");
 }
 
 // rapidcheck: random shapes, masks, windows, start/used (incl. empty batches), GQA/MQA, dtype.

@@ -1,0 +1,378 @@
+// kernels/parallax_backward_wgmma.cu — backward v2: the two tile passes on Hopper wgmma (D = 128).
+//
+// Charter: the same deterministic algorithm as v1 (parallax_backward.cu: the row preprocessing
+// stays there; no atomics; the weights of kernels/backward_step.cuh, rounded to the input type
+// before their products), with every product on warpgroup MMA (sm_90a). One warpgroup (128
+// threads) per block, two blocks per SM; operand tiles in 128-byte-swizzled shared memory
+// (kernels/wgmma.cuh), one layout serving as the K-major operand of one product and the
+// MN-major (transposed) operand of another.
+//   key-tile pass: a block owns 64 keys of one kv head. K and V stay in shared memory; query
+//     tiles of 32 rows (Q, dO, R and their lse2, t, b, zbar) stream through two cp.async stages.
+//     S^T = K Q^T, Z^T = K R^T, A^T = V dO^T (both operands in shared memory, N = 32), then
+//     dV += SW^T dO, dK += GL^T Q + GU^T R (weights from registers, N = 128).
+//   query-tile pass: a block owns 64 queries of one head. Q, dO, R stay in shared memory; key
+//     tiles of 32 rows (K, V) stream through two stages. S = Q K^T, Z = R K^T, A = dO V^T, then
+//     dQ += GL K, dR += GU K.
+// Registers bound the tile widths: the two 64 x 128 fp32 accumulators take 128 of 255.
+// Not here: D = 64 (v1 serves it), software pipelining across tiles, TMA.
+#include <cuda_runtime.h>
+
+#include "kernels/backward_launch.hpp"
+#include "kernels/backward_step.cuh"
+#include "kernels/device_common.cuh"
+#include "kernels/wgmma.cuh"
+
+namespace plx::cuda::detail {
+
+namespace {
+
+constexpr int kD = 128, kCH = kD / 8, kNT = 128;
+
+// Rows [r0, r0 + ROWS) of a [., 128] tensor (row stride rs elements, rows >= n zero-filled) into
+// the [2][ROWS][64] swizzled tile at `dst`. Thread tid copies chunk tid % 16 of rows tid / 16 + 8 j.
+template <class T, int ROWS>
+__device__ __forceinline__ void load_tile_sw(unsigned char* gbase, unsigned base, unsigned dst, const T* src,
+                                             long long rs, int r0, int n, int tid) {
+  const int lrow = tid / kCH, lc = tid % kCH;
+  const unsigned off = swz_offset(lrow, lc, ROWS);
+#pragma unroll
+  for (int j = 0; j < ROWS / 8; ++j) {
+    const int row = r0 + lrow + 8 * j;
+    const bool ok = row < n;
+    cp_async16(gbase + (dst - base) + off + j * 8 * 128, src + (long long)(ok ? row : 0) * rs + lc * 8, ok);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Key-tile pass (dk, dv).
+template <bool PLX> struct KvCfg2 {
+  static constexpr int BN = 64, BM = 32;  // keys per block, queries per step
+  static constexpr int kv_bytes = BN * kD * 2, q_bytes = BM * kD * 2;
+  static constexpr int NQ = PLX ? 3 : 2;  // Q, dO (, R) per stage
+  static constexpr int stage_bytes = NQ * q_bytes;
+  static constexpr int row_floats = 4 * BM;  // lse2, t, b, zbar per stage
+  static constexpr int bytes = 1024 + 2 * kv_bytes + 2 * stage_bytes + 2 * row_floats * 4;
+};
+
+template <class T, bool PLX>
+__global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = KvCfg2<PLX>;
+  constexpr int BN = C::BN, BM = C::BM, NQT = BM / 8, NO = kD / 8;
+  extern __shared__ unsigned char smem_raw[];
+  const unsigned raw = static_cast<unsigned>(__cvta_generic_to_shared(smem_raw));
+  const unsigned base = (raw + 1023u) & ~1023u;
+  unsigned char* gbase = smem_raw + (base - raw);
+  const unsigned ks = base, vs = ks + C::kv_bytes, st = vs + C::kv_bytes;
+  const unsigned rf_s = st + 2 * C::stage_bytes;  // [2][4][BM] floats
+  const float* rf_g = reinterpret_cast<const float*>(gbase + (rf_s - base));
+
+  const int kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const int G = p.Hq / p.Hkv;
+  const int k0 = kt * BN;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const long long nrows = (long long)p.B * p.Hq * p.Lq;
+  const MaskB mk = mask_of(p, b);
+  const int used = mk.used, start = mk.start, off = mk.off;
+
+  load_tile_sw<T, BN>(gbase, base, ks, static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride,
+                      p.k_row_stride, k0, p.Lkv, tid);
+  load_tile_sw<T, BN>(gbase, base, vs, static_cast<const T*>(p.v) + b * p.v_batch_stride + (long long)hk * p.v_head_stride,
+                      p.v_row_stride, k0, p.Lkv, tid);
+  // Queries that can see a key of this tile.
+  const int key_lo = k0 > start ? k0 : start;
+  int key_hi = k0 + BN < p.Lkv ? k0 + BN : p.Lkv;
+  key_hi = key_hi < used ? key_hi : used;
+  int i_lo = 0, i_hi = p.Lq;
+  if (p.causal) i_lo = max(0, key_lo - off);
+  if (p.window >= 0) i_hi = min(p.Lq, key_hi - 1 + p.window - off);
+  const int nqt = (key_lo < key_hi && i_lo < i_hi) ? (i_hi - i_lo + BM - 1) / BM : 0;
+  const int nsteps = G * nqt;
+
+  auto load_step = [&](int s, int buf) {
+    const int h = hk * G + s / nqt, q0 = i_lo + (s % nqt) * BM;
+    const unsigned qs = st + buf * C::stage_bytes;
+    load_tile_sw<T, BM>(gbase, base, qs, static_cast<const T*>(p.q) + b * p.q_batch_stride + (long long)h * p.q_head_stride,
+                        p.q_row_stride, q0, p.Lq, tid);
+    load_tile_sw<T, BM>(gbase, base, qs + C::q_bytes,
+                        static_cast<const T*>(p.dout) + b * p.do_batch_stride + (long long)h * p.do_head_stride,
+                        p.do_row_stride, q0, p.Lq, tid);
+    if (PLX)
+      load_tile_sw<T, BM>(gbase, base, qs + 2 * C::q_bytes,
+                          static_cast<const T*>(p.r) + b * p.r_batch_stride + (long long)h * p.r_head_stride,
+                          p.r_row_stride, q0, p.Lq, tid);
+    // lse2, t, b, zbar of the step's rows (rows past Lq zero-filled and masked below).
+    const unsigned rf = rf_s + buf * C::row_floats * 4;
+    if (tid < 4 * BM) {
+      const int arr = tid / BM, row = tid % BM, i = q0 + row;
+      const bool ok = i < p.Lq && (PLX || arr < 3);
+      const long long ri = ((long long)b * p.Hq + h) * p.Lq + (i < p.Lq ? i : 0);
+      const float* src = arr < 3 ? p.workspace + arr * nrows + ri : (PLX ? p.zbar + ri : p.workspace);
+      cp_async4(gbase + (rf - base) + tid * 4, src, ok);
+    }
+  };
+  if (nsteps > 0) load_step(0, 0);
+  cp_async_commit();
+
+  float dk[NO][4], dv[NO][4];
+#pragma unroll
+  for (int n = 0; n < NO; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[n][e] = 0.f, dv[n][e] = 0.f;
+  const float qscale = p.scale * kLog2e;
+  const int key_r0 = k0 + 16 * warp + (lane >> 2);  // this thread's keys: key_r0, key_r0 + 8
+
+  for (int s = 0; s < nsteps; ++s) {
+    const int buf = s & 1;
+    if (s + 1 < nsteps) load_step(s + 1, buf ^ 1);  // its buffer was last read by step s - 1
+    cp_async_commit();
+    cp_async_wait<1>();
+    fence_proxy_async();
+    __syncthreads();
+    const int q0 = i_lo + (s % nqt) * BM;
+    const unsigned qs = st + buf * C::stage_bytes, ds = qs + C::q_bytes, rs = ds + C::q_bytes;
+    const float* rf = rf_g + buf * C::row_floats;
+
+    float sT[NQT][4], zT[PLX ? NQT : 1][4], aT[NQT][4];
+    wgmma_fence();
+    wgmma_ss_k128<T, BM>(&sT[0][0], ks, BN, qs, BM);
+    wgmma_ss_k128<T, BM>(&aT[0][0], vs, BN, ds, BM);
+    if constexpr (PLX) wgmma_ss_k128<T, BM>(&zT[0][0], ks, BN, rs, BM);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs<NQT * 4>(&sT[0][0]);
+    fence_regs<NQT * 4>(&aT[0][0]);
+    if constexpr (PLX) fence_regs<NQT * 4>(&zT[0][0]);
+
+    // ---- elementwise: sT <- sw, aT <- gl, zT <- gu (thread rows = keys, columns = queries) ----
+    int lo_f, hi_f, lo_l, hi_l;
+    bwd_range(p, mk, q0, lo_f, hi_f);
+    bwd_range(p, mk, min(q0 + BM, p.Lq) - 1, lo_l, hi_l);
+    const bool full = q0 + BM <= p.Lq && k0 >= lo_l && k0 + BN <= hi_f;
+#pragma unroll
+    for (int n = 0; n < NQT; ++n)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int col = n * 8 + (lane & 3) * 2 + c;
+        int lo = 0, hi = 0;
+        if (!full) bwd_range(p, mk, q0 + col, lo, hi);
+        const float lse2 = rf[col], t = rf[BM + col];
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+          const int e = rr * 2 + c;
+          const int key = key_r0 + rr * 8;
+          const bool ok = full || (q0 + col < p.Lq && key >= lo && key < hi);
+          const BwdWeights w = bwd_weights<PLX>(sT[n][e], PLX ? zT[n][e] : 0.f, aT[n][e], lse2, t,
+                                                PLX ? rf[2 * BM + col] : 0.f, PLX ? rf[3 * BM + col] : 0.f, ok,
+                                                qscale, p.scale);
+          sT[n][e] = w.sw, aT[n][e] = w.gl;
+          if (PLX) zT[n][e] = w.gu;
+        }
+      }
+    // ---- dv += SW^T dO, dk += GL^T Q (+ GU^T R): the query tiles read MN-major ----
+    std::uint32_t asw[BM / 16][4], agl[BM / 16][4], agu[PLX ? BM / 16 : 1][4];
+    pack_tile<T, BM>(sT, asw);
+    pack_tile<T, BM>(aT, agl);
+    if constexpr (PLX) pack_tile<T, BM>(zT, agu);
+    fence_regs<NO * 4>(&dv[0][0]);
+    fence_regs<NO * 4>(&dk[0][0]);
+    wgmma_fence();
+    wgmma_rs_n128<T, BM>(&dv[0][0], asw, ds);
+    wgmma_rs_n128<T, BM>(&dk[0][0], agl, qs);
+    if constexpr (PLX) wgmma_rs_n128<T, BM>(&dk[0][0], agu, rs);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs<NO * 4>(&dv[0][0]);
+    fence_regs<NO * 4>(&dk[0][0]);
+    __syncthreads();  // every warp is done with buf before step s + 2 overwrites it
+  }
+  cp_async_wait<0>();
+
+  // ---- epilogue: every key row < Lkv of the tile is written (zeros where no query sees it) ----
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int j = key_r0 + rr * 8;
+    if (j >= p.Lkv) continue;
+    T* krow = static_cast<T*>(p.dk) + b * p.dk_batch_stride + (long long)j * p.dk_row_stride + (long long)hk * p.dk_head_stride;
+    T* vrow = static_cast<T*>(p.dv) + b * p.dk_batch_stride + (long long)j * p.dk_row_stride + (long long)hk * p.dk_head_stride;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      const int col = n * 8 + (lane & 3) * 2;
+      *reinterpret_cast<std::uint32_t*>(krow + col) = Pack<T>::from_float2(dk[n][rr * 2], dk[n][rr * 2 + 1]);
+      *reinterpret_cast<std::uint32_t*>(vrow + col) = Pack<T>::from_float2(dv[n][rr * 2], dv[n][rr * 2 + 1]);
+    }
+  }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Query-tile pass (dq, dr).
+template <bool PLX> struct QCfg2 {
+  static constexpr int BM = 64, BN = 32;  // queries per block, keys per tile
+  static constexpr int q_bytes = BM * kD * 2, kv_bytes = BN * kD * 2;
+  static constexpr int bytes = 1024 + (PLX ? 3 : 2) * q_bytes + 4 * kv_bytes;  // Q, dO (, R); K, V x 2 stages
+};
+
+template <class T, bool PLX>
+__global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = QCfg2<PLX>;
+  constexpr int BM = C::BM, BN = C::BN, NTS = BN / 8, NO = kD / 8;
+  extern __shared__ unsigned char smem_raw[];
+  const unsigned raw = static_cast<unsigned>(__cvta_generic_to_shared(smem_raw));
+  const unsigned base = (raw + 1023u) & ~1023u;
+  unsigned char* gbase = smem_raw + (base - raw);
+  const unsigned qs = base, ds = qs + C::q_bytes, rs = ds + C::q_bytes;
+  const unsigned ks = base + (PLX ? 3 : 2) * C::q_bytes, vs = ks + 2 * C::kv_bytes;
+
+  const int mt = gridDim.x - 1 - blockIdx.x;  // longest causal tiles first
+  const int hq = blockIdx.y, b = blockIdx.z;
+  const int hk = hq / (p.Hq / p.Hkv);
+  const int m0 = mt * BM;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const long long nrows = (long long)p.B * p.Hq * p.Lq;
+  const MaskB mk = mask_of(p, b);
+  int lo_first, hi_first, lo_last, hi_last;
+  bwd_range(p, mk, m0, lo_first, hi_first);
+  bwd_range(p, mk, min(m0 + BM, p.Lq) - 1, lo_last, hi_last);
+  const int kv_lo = lo_first, kv_hi = hi_last;
+  const int ntiles = kv_hi > kv_lo ? (kv_hi - kv_lo + BN - 1) / BN : 0;
+
+  load_tile_sw<T, BM>(gbase, base, qs, static_cast<const T*>(p.q) + b * p.q_batch_stride + (long long)hq * p.q_head_stride,
+                      p.q_row_stride, m0, p.Lq, tid);
+  load_tile_sw<T, BM>(gbase, base, ds,
+                      static_cast<const T*>(p.dout) + b * p.do_batch_stride + (long long)hq * p.do_head_stride,
+                      p.do_row_stride, m0, p.Lq, tid);
+  if (PLX)
+    load_tile_sw<T, BM>(gbase, base, rs, static_cast<const T*>(p.r) + b * p.r_batch_stride + (long long)hq * p.r_head_stride,
+                        p.r_row_stride, m0, p.Lq, tid);
+  const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride;
+  const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + (long long)hk * p.v_head_stride;
+  auto load_kv = [&](int t) {  // keys [kv_lo + t BN, +BN) (past kv_hi zero-filled) into buffer t & 1
+    const unsigned o = (t & 1) * C::kv_bytes;
+    load_tile_sw<T, BN>(gbase, base, ks + o, kbase, p.k_row_stride, kv_lo + t * BN, kv_hi, tid);
+    load_tile_sw<T, BN>(gbase, base, vs + o, vbase, p.v_row_stride, kv_lo + t * BN, kv_hi, tid);
+  };
+  if (ntiles > 0) load_kv(0);
+  cp_async_commit();
+
+  const int r0 = 16 * warp + (lane >> 2);  // the thread's rows r0, r0 + 8 of the block
+  int rlo[2], rhi[2];
+  float lse2[2], tt[2], bb[2], zb[2];
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int i = m0 + r0 + rr * 8;
+    const bool ok = i < p.Lq;
+    bwd_range(p, mk, ok ? i : p.Lq - 1, rlo[rr], rhi[rr]);
+    const long long ri = ((long long)b * p.Hq + hq) * p.Lq + (ok ? i : 0);
+    lse2[rr] = ok ? p.workspace[ri] : INFINITY;
+    tt[rr] = ok ? p.workspace[nrows + ri] : 0.f;
+    bb[rr] = ok ? p.workspace[2 * nrows + ri] : 0.f;
+    zb[rr] = ok && PLX ? p.zbar[ri] : 0.f;
+  }
+  const float qscale = p.scale * kLog2e;
+  float dq[NO][4], dr[PLX ? NO : 1][4];
+#pragma unroll
+  for (int n = 0; n < NO; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      dq[n][e] = 0.f;
+      if (PLX) dr[n][e] = 0.f;
+    }
+
+  for (int t = 0; t < ntiles; ++t) {
+    if (t + 1 < ntiles) load_kv(t + 1);  // its buffer was last read by tile t - 1
+    cp_async_commit();
+    cp_async_wait<1>();
+    fence_proxy_async();
+    __syncthreads();
+    const int k0 = kv_lo + t * BN;
+    const unsigned kb = ks + (t & 1) * C::kv_bytes, vb = vs + (t & 1) * C::kv_bytes;
+    float s[NTS][4], z[PLX ? NTS : 1][4], a[NTS][4];
+    wgmma_fence();
+    wgmma_ss_k128<T, BN>(&s[0][0], qs, BM, kb, BN);
+    wgmma_ss_k128<T, BN>(&a[0][0], ds, BM, vb, BN);
+    if constexpr (PLX) wgmma_ss_k128<T, BN>(&z[0][0], rs, BM, kb, BN);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs<NTS * 4>(&s[0][0]);
+    fence_regs<NTS * 4>(&a[0][0]);
+    if constexpr (PLX) fence_regs<NTS * 4>(&z[0][0]);
+    // ---- elementwise: s <- gl, z <- gu ----
+    const bool full = k0 >= lo_last && k0 + BN <= hi_first;
+#pragma unroll
+    for (int n = 0; n < NTS; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int rr = e >> 1;
+        const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
+        const bool ok = full || (key >= rlo[rr] && key < rhi[rr]);
+        const BwdWeights w = bwd_weights<PLX>(s[n][e], PLX ? z[n][e] : 0.f, a[n][e], lse2[rr], tt[rr], bb[rr], zb[rr],
+                                              ok, qscale, p.scale);
+        s[n][e] = w.gl;
+        if (PLX) z[n][e] = w.gu;
+      }
+    // ---- dq += GL K, dr += GU K: the key tile read MN-major ----
+    std::uint32_t ag[BN / 16][4], au[PLX ? BN / 16 : 1][4];
+    pack_tile<T, BN>(s, ag);
+    if constexpr (PLX) pack_tile<T, BN>(z, au);
+    fence_regs<NO * 4>(&dq[0][0]);
+    if constexpr (PLX) fence_regs<NO * 4>(&dr[0][0]);
+    wgmma_fence();
+    wgmma_rs_n128<T, BN>(&dq[0][0], ag, kb);
+    if constexpr (PLX) wgmma_rs_n128<T, BN>(&dr[0][0], au, kb);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs<NO * 4>(&dq[0][0]);
+    if constexpr (PLX) fence_regs<NO * 4>(&dr[0][0]);
+    __syncthreads();  // every warp is done with buffer t & 1 before tile t + 2 overwrites it
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int i = m0 + r0 + rr * 8;
+    if (i >= p.Lq) continue;
+    const long long o = b * p.dq_batch_stride + (long long)i * p.dq_row_stride + (long long)hq * p.dq_head_stride;
+    T* qrow = static_cast<T*>(p.dq) + o;
+    T* rrow = PLX ? static_cast<T*>(p.dr) + o : nullptr;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      const int col = n * 8 + (lane & 3) * 2;
+      *reinterpret_cast<std::uint32_t*>(qrow + col) = Pack<T>::from_float2(dq[n][rr * 2], dq[n][rr * 2 + 1]);
+      if (PLX) *reinterpret_cast<std::uint32_t*>(rrow + col) = Pack<T>::from_float2(dr[n][rr * 2], dr[n][rr * 2 + 1]);
+    }
+  }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+template <class T, bool PLX> cudaError_t backward_wgmma_pass(const BwdParams& p, cudaStream_t st, int which) {
+  cudaError_t e = cudaSuccess;
+  if (which == 2) {
+    using C = KvCfg2<PLX>;
+    auto kern = bwd_dkdv_wgmma_kernel<T, PLX>;
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::bytes);
+    if (e != cudaSuccess) return e;
+    kern<<<dim3((p.Lkv + C::BN - 1) / C::BN, p.Hkv, p.B), kNT, C::bytes, st>>>(p);
+  } else {
+    using C = QCfg2<PLX>;
+    auto kern = bwd_dqdr_wgmma_kernel<T, PLX>;
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::bytes);
+    if (e != cudaSuccess) return e;
+    kern<<<dim3((p.Lq + C::BM - 1) / C::BM, p.Hq, p.B), kNT, C::bytes, st>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+int launch_backward_wgmma_pass(const BwdParams& p, void* stream, int which) {
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const bool plx = p.mech == Mechanism::Parallax;
+  if (p.dtype == ElemType::BF16)
+    return int(plx ? backward_wgmma_pass<__nv_bfloat16, true>(p, st, which) : backward_wgmma_pass<__nv_bfloat16, false>(p, st, which));
+  return int(plx ? backward_wgmma_pass<__half, true>(p, st, which) : backward_wgmma_pass<__half, false>(p, st, which));
+}
+
+}  // namespace plx::cuda::detail
