@@ -7,13 +7,15 @@
 // (kernels/wgmma.cuh), one layout serving as the K-major operand of one product and the
 // MN-major (transposed) operand of another.
 //   key-tile pass: a block owns 64 keys of one kv head. K and V stay in shared memory; query
-//     tiles of 32 rows (Q, dO, R and their lse2, t, b, zbar) stream through two cp.async stages.
-//     S^T = K Q^T, Z^T = K R^T, A^T = V dO^T (both operands in shared memory, N = 32), then
+//     tiles of 32 rows (softmax: 64; Q, dO, R and their lse2, t, b, zbar) stream through two
+//     cp.async stages.
+//     S^T = K Q^T, Z^T = K R^T, A^T = V dO^T (both operands in shared memory, N = 32 / 64), then
 //     dV += SW^T dO, dK += GL^T Q + GU^T R (weights from registers, N = 128).
 //   query-tile pass: a block owns 64 queries of one head. Q, dO, R stay in shared memory; key
-//     tiles of 32 rows (K, V) stream through two stages. S = Q K^T, Z = R K^T, A = dO V^T, then
+//     tiles of 64 rows (softmax: 32; K, V) stream through two stages. S = Q K^T, Z = R K^T, A = dO V^T, then
 //     dQ += GL K, dR += GU K.
-// Registers bound the tile widths: the two 64 x 128 fp32 accumulators take 128 of 255.
+// Registers bound the tile widths: the two 64 x 128 fp32 accumulators take 128 of 255 (a
+// 64-query step of the Parallax key pass spills; 32 does not). Shared memory allows two blocks per SM.
 // Not here: D = 64 (v1 serves it), software pipelining across tiles, TMA.
 #include <cuda_runtime.h>
 
@@ -48,7 +50,7 @@ __device__ __forceinline__ void load_tile_sw(unsigned char* gbase, unsigned base
 // ---------------------------------------------------------------------------------------------
 // Key-tile pass (dk, dv).
 template <bool PLX> struct KvCfg2 {
-  static constexpr int BN = 64, BM = 32;  // keys per block, queries per step
+  static constexpr int BN = 64, BM = PLX ? 32 : 64;  // keys per block, queries per step (Parallax: registers)
   static constexpr int kv_bytes = BN * kD * 2, q_bytes = BM * kD * 2;
   static constexpr int NQ = PLX ? 3 : 2;  // Q, dO (, R) per stage
   static constexpr int stage_bytes = NQ * q_bytes;
@@ -105,12 +107,12 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
                           p.r_row_stride, q0, p.Lq, tid);
     // lse2, t, b, zbar of the step's rows (rows past Lq zero-filled and masked below).
     const unsigned rf = rf_s + buf * C::row_floats * 4;
-    if (tid < 4 * BM) {
-      const int arr = tid / BM, row = tid % BM, i = q0 + row;
+    for (int idx = tid; idx < 4 * BM; idx += kNT) {
+      const int arr = idx / BM, row = idx % BM, i = q0 + row;
       const bool ok = i < p.Lq && (PLX || arr < 3);
       const long long ri = ((long long)b * p.Hq + h) * p.Lq + (i < p.Lq ? i : 0);
       const float* src = arr < 3 ? p.workspace + arr * nrows + ri : (PLX ? p.zbar + ri : p.workspace);
-      cp_async4(gbase + (rf - base) + tid * 4, src, ok);
+      cp_async4(gbase + (rf - base) + idx * 4, src, ok);
     }
   };
   if (nsteps > 0) load_step(0, 0);
@@ -210,7 +212,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
 // ---------------------------------------------------------------------------------------------
 // Query-tile pass (dq, dr).
 template <bool PLX> struct QCfg2 {
-  static constexpr int BM = 64, BN = 32;  // queries per block, keys per tile
+  static constexpr int BM = 64, BN = PLX ? 64 : 32;  // queries per block, keys per tile
   static constexpr int q_bytes = BM * kD * 2, kv_bytes = BN * kD * 2;
   static constexpr int bytes = 1024 + (PLX ? 3 : 2) * q_bytes + 4 * kv_bytes;  // Q, dO (, R); K, V x 2 stages
 };
