@@ -67,3 +67,6 @@ if [[ " $what " == *" lla "* ]]; then  # LLA (issue 6 items 1, 4): tests, saniti
   echo "== LLA decode bench"
   timeout 40 $BIN/bench_lla 2>&1 | tee "$OUT/bench_lla.jsonl"
 fi
+if has bench || has bwd; then  # the speed targets from this call's numbers (bench/cuda/summarize.py)
+  echo "== targets"; python3 bench/cuda/summarize.py "$OUT" | tee "$OUT/summary.txt"
+fi
