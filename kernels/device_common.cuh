@@ -1,8 +1,9 @@
 // kernels/device_common.cuh — small device helpers shared by the plx kernels.
 //
 // Charter: 16-byte cp.async with zero fill, bf16/fp16 <-> float conversions of packed
-// pairs, warp reductions, and the row range of SPEC §1.2 (the device twin of
-// reference/problem.hpp row_range). Nothing here launches or allocates.
+// pairs, 2^x on the special-function unit, warp reductions, the row range of SPEC §1.2 (the
+// device twin of reference/problem.hpp row_range), and the tensor-core fragments (ldmatrix,
+// mma.sync m16n8k16, accumulator tiles packed as A operands). Nothing here launches or allocates.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
