@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <utility>
+
 #include "tests/fast/fast_support.hpp"
 #include "validation/problem_json.hpp"
 #include "tests/support.hpp"
@@ -197,6 +199,24 @@ TEST(FastForward, Bf16KernelSetsMatchReference) {
   fast::force_fma(false);
 }
 
+// The bf16 forward of p on the default kernel (AMX where the CPU has it) and with the widening
+// FMA kernel forced, in that order; the default is restored.
+std::pair<CandidateResult, CandidateResult> amx_and_fma(const Problem& p, const Inputs& in) {
+  fast::force_fma(false);
+  CandidateResult a = fast::forward(p, in);
+  fast::force_fma(true);
+  CandidateResult b = fast::forward(p, in);
+  fast::force_fma(false);
+  return {std::move(a), std::move(b)};
+}
+// Largest |difference| of a saved tensor between two runs, and the largest |value| of the first.
+std::pair<double, double> max_diff(const Tensor<double>& x, const Tensor<double>& y) {
+  double err = 0, xmax = 0;
+  for (std::size_t t = 0; t < x.size(); ++t)
+    err = std::max(err, std::abs(x.data[t] - y.data[t])), xmax = std::max(xmax, std::abs(x.data[t]));
+  return {err, xmax};
+}
+
 // The AMX path keeps z = r.k in fp32: the probe is split exactly into bf16 pieces. LLA's theta is
 // an fp32 value (not bf16), so the saved zbar = sum_j p_j z_j of the AMX and the widening kernels
 // must agree to fp32 rounding: both are fp32 sums of exact products, so they differ by at most
@@ -206,21 +226,11 @@ TEST(FastForward, Bf16AmxKeepsProbeProductsInFp32) {
   Problem p = fixed("lla_cov", 80, 80, 64, DType::BF16);
   p.solver.lambda = 0.3;
   const Inputs in = make_inputs(p);
-  fast::force_fma(false);
-  const auto a = fast::forward(p, in);
-  fast::force_fma(true);
-  const auto b = fast::forward(p, in);
-  fast::force_fma(false);
-  double tmax = 0, kmax = 0, err = 0, zmax = 0;
+  const auto [a, b] = amx_and_fma(p, in);
+  double tmax = 0;
   for (double x : a.saved.at("probe").data) tmax = std::max(tmax, std::abs(x));
-  for (std::size_t o = 0; o < in.k.size(); o += p.D) {
-    double ss = 0;
-    for (int d = 0; d < p.D; ++d) ss += in.k.data[o + d] * in.k.data[o + d];
-    kmax = std::max(kmax, std::sqrt(ss));
-  }
-  const auto &za = a.saved.at("zbar"), &zb = b.saved.at("zbar");
-  for (std::size_t t = 0; t < za.size(); ++t)
-    err = std::max(err, std::abs(za.data[t] - zb.data[t])), zmax = std::max(zmax, std::abs(za.data[t]));
+  const double kmax = max_row_norm(in.k);
+  const auto [err, zmax] = max_diff(a.saved.at("zbar"), b.saved.at("zbar"));
   const double bound = 2 * 4 * 0x1p-24 * (std::sqrt(64.0) + std::sqrt(80.0)) * tmax * kmax;
   std::printf("zbar AMX vs widened: max diff %.3g (bound %.3g, max|zbar| %.3g)\n", err, bound, zmax);
   EXPECT_GT(zmax, 0.0);
@@ -239,12 +249,8 @@ TEST(FastForward, Bf16AmxKeepsProbeProductsInFp32) {
 TEST(FastForward, Bf16AmxKeepsWeightsInFp32) {
   Problem p = fixed("parallax", 200, 200, 64, DType::BF16);
   const Inputs in = make_inputs(p);
-  fast::force_fma(false);
-  const auto a = fast::forward(p, in);
-  fast::force_fma(true);
-  const auto b = fast::forward(p, in);
-  fast::force_fma(false);
-  double vmax = 0, s1 = 0, err = 0, vbmax = 0;
+  const auto [a, b] = amx_and_fma(p, in);
+  double vmax = 0, s1 = 0;
   for (double x : in.v.data) vmax = std::max(vmax, std::abs(x));
   for (int i = 0; i < p.Lq; ++i)
     for (int h = 0; h < p.Hq; ++h)
@@ -253,9 +259,7 @@ TEST(FastForward, Bf16AmxKeepsWeightsInFp32) {
         for (int d = 0; d < p.D; ++d) s += std::abs(in.q(0, i, h, d) * in.k(0, j, h / p.group(), d));
         s1 = std::max(s1, p.tau() * s);
       }
-  const auto &va = a.saved.at("vbar"), &vb = b.saved.at("vbar");
-  for (std::size_t t = 0; t < va.size(); ++t)
-    err = std::max(err, std::abs(va.data[t] - vb.data[t])), vbmax = std::max(vbmax, std::abs(va.data[t]));
+  const auto [err, vbmax] = max_diff(a.saved.at("vbar"), b.saved.at("vbar"));
   const double bound = 2 * 4 * 0x1p-24 * (2 * std::sqrt(double(p.D)) * s1 + std::sqrt(double(p.Lkv))) * vmax;
   std::printf("vbar %s vs FMA: max diff %.3g (bound %.3g, max|v| %.3g)\n", fast::forward_kernel(DType::BF16).c_str(),
               err, bound, vmax);
