@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/expect_error.hpp"
 #include "kernels/backward_api.hpp"
 #include "kernels/cuda_api.hpp"
 #include "reference/attention.hpp"
@@ -54,15 +55,7 @@ cuda::BwdParams valid_bwd() {
   return p;
 }
 
-// f() throws plx::Error whose message mentions `field`.
-template <class F> void expect_error(F f, const std::string& field) {
-  try {
-    f();
-    ADD_FAILURE() << "no plx::Error thrown (expected one about '" << field << "')";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << "message: " << e.what();
-  }
-}
+using test::expect_error;  // tests/expect_error.hpp
 template <class Mod> void expect_bad(Mod mod, const std::string& field) {
   cuda::BwdParams p = valid_bwd();
   mod(p);

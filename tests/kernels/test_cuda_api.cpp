@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "tests/expect_error.hpp"
 #include "kernels/backward_api.hpp"
 #include "kernels/cuda_api.hpp"
 #include "reference/inputs.hpp"
@@ -35,15 +36,7 @@ AttnParams valid(Op op) {
   return p;
 }
 
-// The check throws plx::Error whose message mentions `field`.
-template <class F> void expect_error(F f, const std::string& field) {
-  try {
-    f();
-    ADD_FAILURE() << "no plx::Error thrown (expected one about '" << field << "')";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << "message: " << e.what();
-  }
-}
+using test::expect_error;  // tests/expect_error.hpp
 
 TEST(CudaApiCheck, ValidParamsPass) {
   for (Op op : {Op::Decode, Op::Forward}) {

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/expect_error.hpp"
 #include "kernels/cuda_api.hpp"
 #include "kernels/lla_api.hpp"
 #include "reference/attention.hpp"  // attention_forward<double>, instantiated here
@@ -50,14 +51,7 @@ LlaParams valid(cuda::Op op) {  // B=2, Hq=8, Hkv=2, D=128, bf16, CG (decode: Lq
   if (op == cuda::Op::Decode) p.workspace = static_cast<float*>(fake(0x70000));
   return p;
 }
-template <class F> void expect_error(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no plx::Error thrown (expected one mentioning '" << needle << "')";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
+using test::expect_error;  // tests/expect_error.hpp
 
 TEST(LlaApiCheck, ValidParamsPass) {
   for (cuda::Op op : {cuda::Op::Decode, cuda::Op::Forward}) {
