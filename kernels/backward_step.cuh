@@ -55,4 +55,133 @@ __device__ __forceinline__ BwdWeights bwd_weights(float s, float z, float a, flo
   return {pj, scale * (pj * (a - t)), 0.f};
 }
 
+// Queries [i_lo, i_lo + nqt BM) that can see a key of the tile [k0, k0 + BN) (causal and
+// window limits; nqt = 0 when none can), in steps of BM rows.
+struct QuerySpan {
+  int i_lo, nqt;
+};
+__device__ __forceinline__ QuerySpan queries_seeing(const BwdParams& p, const MaskB& mk, int k0, int BN, int BM) {
+  const int key_lo = k0 > mk.start ? k0 : mk.start;
+  int key_hi = k0 + BN < p.Lkv ? k0 + BN : p.Lkv;
+  key_hi = key_hi < mk.used ? key_hi : mk.used;
+  int i_lo = 0, i_hi = p.Lq;
+  if (p.causal) i_lo = max(0, key_lo - mk.off);                        // needs P_i >= key_lo
+  if (p.window >= 0) i_hi = min(p.Lq, key_hi - 1 + p.window - mk.off);  // needs P_i - W + 1 <= key_hi - 1
+  return {i_lo, (key_lo < key_hi && i_lo < i_hi) ? (i_hi - i_lo + BM - 1) / BM : 0};
+}
+
+// The query pass's rows row0 and row0 + 8 of head hq: allowed keys and the saved statistics
+// (rows past Lq: lse2 = +inf, so every weight is 0); nrows = B Hq Lq.
+struct QueryRows {
+  int rlo[2], rhi[2];
+  float lse2[2], t[2], b[2], zb[2];
+};
+template <bool PLX>
+__device__ __forceinline__ void query_rows(const BwdParams& p, const MaskB& mk, int b, int hq, int row0, long long nrows,
+                                           QueryRows& q) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int i = row0 + rr * 8;
+    const bool ok = i < p.Lq;
+    bwd_range(p, mk, ok ? i : p.Lq - 1, q.rlo[rr], q.rhi[rr]);
+    const long long ri = ((long long)b * p.Hq + hq) * p.Lq + (ok ? i : 0);
+    q.lse2[rr] = ok ? p.workspace[ri] : INFINITY;
+    q.t[rr] = ok ? p.workspace[nrows + ri] : 0.f;
+    q.b[rr] = ok ? p.workspace[2 * nrows + ri] : 0.f;
+    q.zb[rr] = ok && PLX ? p.zbar[ri] : 0.f;
+  }
+}
+
+// Query pass, one key tile from k0 in accumulator layout (rows = the thread's queries):
+// s <- gl, z <- gu (a = dO.v is consumed). `full`: every row allows every key of the tile.
+template <bool PLX, int NTS>
+__device__ __forceinline__ void query_tile_weights(float (&s)[NTS][4], float (&z)[PLX ? NTS : 1][4],
+                                                   const float (&a)[NTS][4], const QueryRows& q, int k0, bool full,
+                                                   int lane, float qscale, float scale) {
+#pragma unroll
+  for (int n = 0; n < NTS; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int rr = e >> 1;
+      const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
+      const bool ok = full || (key >= q.rlo[rr] && key < q.rhi[rr]);
+      const BwdWeights w = bwd_weights<PLX>(s[n][e], PLX ? z[n][e] : 0.f, a[n][e], q.lse2[rr], q.t[rr], q.b[rr], q.zb[rr],
+                                            ok, qscale, scale);
+      s[n][e] = w.gl;
+      if (PLX) z[n][e] = w.gu;
+    }
+}
+
+// Key pass, one step of BM queries from q0 in transposed accumulator layout (rows = the
+// thread's keys key_r0, key_r0 + 8; columns = queries): sT <- sw, aT <- gl, zT <- gu. rf holds
+// the step's lse2, t, b, zbar as [4][BM] floats.
+template <bool PLX, int NQT, int BM>
+__device__ __forceinline__ void key_step_weights(float (&sT)[NQT][4], float (&zT)[PLX ? NQT : 1][4], float (&aT)[NQT][4],
+                                                 const float* rf, const BwdParams& p, const MaskB& mk, int q0, int k0,
+                                                 int BN, int key_r0, int lane, float qscale) {
+  int lo_f, hi_f, lo_l, hi_l;
+  bwd_range(p, mk, q0, lo_f, hi_f);
+  bwd_range(p, mk, min(q0 + BM, p.Lq) - 1, lo_l, hi_l);
+  const bool full = q0 + BM <= p.Lq && k0 >= lo_l && k0 + BN <= hi_f;  // every (query, key) allowed
+#pragma unroll
+  for (int n = 0; n < NQT; ++n)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int col = n * 8 + (lane & 3) * 2 + c;
+      int lo = 0, hi = 0;
+      if (!full) bwd_range(p, mk, q0 + col, lo, hi);
+      const float lse2 = rf[col], t = rf[BM + col];
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const int e = rr * 2 + c;
+        const int key = key_r0 + rr * 8;
+        const bool ok = full || (q0 + col < p.Lq && key >= lo && key < hi);
+        const BwdWeights w = bwd_weights<PLX>(sT[n][e], PLX ? zT[n][e] : 0.f, aT[n][e], lse2, t,
+                                              PLX ? rf[2 * BM + col] : 0.f, PLX ? rf[3 * BM + col] : 0.f, ok,
+                                              qscale, p.scale);
+        sT[n][e] = w.sw, aT[n][e] = w.gl;
+        if (PLX) zT[n][e] = w.gu;
+      }
+    }
+}
+
+// Epilogue of the key pass: the thread's key rows key_r0 and key_r0 + 8 (those < Lkv) of dk, dv.
+template <class T, int NO>
+__device__ __forceinline__ void store_dkdv_rows(const BwdParams& p, int b, int hk, int key_r0, int lane,
+                                                const float (&dk)[NO][4], const float (&dv)[NO][4]) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int j = key_r0 + rr * 8;
+    if (j >= p.Lkv) continue;
+    T* krow = static_cast<T*>(p.dk) + b * p.dk_batch_stride + (long long)j * p.dk_row_stride + (long long)hk * p.dk_head_stride;
+    T* vrow = static_cast<T*>(p.dv) + b * p.dk_batch_stride + (long long)j * p.dk_row_stride + (long long)hk * p.dk_head_stride;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      const int col = n * 8 + (lane & 3) * 2;
+      *reinterpret_cast<std::uint32_t*>(krow + col) = Pack<T>::from_float2(dk[n][rr * 2], dk[n][rr * 2 + 1]);
+      *reinterpret_cast<std::uint32_t*>(vrow + col) = Pack<T>::from_float2(dv[n][rr * 2], dv[n][rr * 2 + 1]);
+    }
+  }
+}
+
+// Epilogue of the query pass: the thread's rows row0 and row0 + 8 (those < Lq) of dq, dr.
+template <class T, int NO, bool PLX>
+__device__ __forceinline__ void store_dqdr_rows(const BwdParams& p, int b, int hq, int row0, int lane,
+                                                const float (&dq)[NO][4], const float (&dr)[PLX ? NO : 1][4]) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int i = row0 + rr * 8;
+    if (i >= p.Lq) continue;
+    const long long o = b * p.dq_batch_stride + (long long)i * p.dq_row_stride + (long long)hq * p.dq_head_stride;
+    T* qrow = static_cast<T*>(p.dq) + o;
+    T* rrow = PLX ? static_cast<T*>(p.dr) + o : nullptr;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      const int col = n * 8 + (lane & 3) * 2;
+      *reinterpret_cast<std::uint32_t*>(qrow + col) = Pack<T>::from_float2(dq[n][rr * 2], dq[n][rr * 2 + 1]);
+      if (PLX) *reinterpret_cast<std::uint32_t*>(rrow + col) = Pack<T>::from_float2(dr[n][rr * 2], dr[n][rr * 2 + 1]);
+    }
+  }
+}
+
 }  // namespace plx::cuda::detail

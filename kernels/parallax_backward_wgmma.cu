@@ -77,20 +77,14 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const long long nrows = (long long)p.B * p.Hq * p.Lq;
   const MaskB mk = mask_of(p, b);
-  const int used = mk.used, start = mk.start, off = mk.off;
 
   load_tile_sw<T, BN>(gbase, base, ks, static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride,
                       p.k_row_stride, k0, p.Lkv, tid);
   load_tile_sw<T, BN>(gbase, base, vs, static_cast<const T*>(p.v) + b * p.v_batch_stride + (long long)hk * p.v_head_stride,
                       p.v_row_stride, k0, p.Lkv, tid);
   // Queries that can see a key of this tile.
-  const int key_lo = k0 > start ? k0 : start;
-  int key_hi = k0 + BN < p.Lkv ? k0 + BN : p.Lkv;
-  key_hi = key_hi < used ? key_hi : used;
-  int i_lo = 0, i_hi = p.Lq;
-  if (p.causal) i_lo = max(0, key_lo - off);
-  if (p.window >= 0) i_hi = min(p.Lq, key_hi - 1 + p.window - off);
-  const int nqt = (key_lo < key_hi && i_lo < i_hi) ? (i_hi - i_lo + BM - 1) / BM : 0;
+  const QuerySpan span = queries_seeing(p, mk, k0, BN, BM);
+  const int i_lo = span.i_lo, nqt = span.nqt;
   const int nsteps = G * nqt;
 
   auto load_step = [&](int s, int buf) {
@@ -149,30 +143,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
     if constexpr (PLX) fence_regs<NQT * 4>(&zT[0][0]);
 
     // ---- elementwise: sT <- sw, aT <- gl, zT <- gu (thread rows = keys, columns = queries) ----
-    int lo_f, hi_f, lo_l, hi_l;
-    bwd_range(p, mk, q0, lo_f, hi_f);
-    bwd_range(p, mk, min(q0 + BM, p.Lq) - 1, lo_l, hi_l);
-    const bool full = q0 + BM <= p.Lq && k0 >= lo_l && k0 + BN <= hi_f;
-#pragma unroll
-    for (int n = 0; n < NQT; ++n)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int col = n * 8 + (lane & 3) * 2 + c;
-        int lo = 0, hi = 0;
-        if (!full) bwd_range(p, mk, q0 + col, lo, hi);
-        const float lse2 = rf[col], t = rf[BM + col];
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          const int e = rr * 2 + c;
-          const int key = key_r0 + rr * 8;
-          const bool ok = full || (q0 + col < p.Lq && key >= lo && key < hi);
-          const BwdWeights w = bwd_weights<PLX>(sT[n][e], PLX ? zT[n][e] : 0.f, aT[n][e], lse2, t,
-                                                PLX ? rf[2 * BM + col] : 0.f, PLX ? rf[3 * BM + col] : 0.f, ok,
-                                                qscale, p.scale);
-          sT[n][e] = w.sw, aT[n][e] = w.gl;
-          if (PLX) zT[n][e] = w.gu;
-        }
-      }
+    key_step_weights<PLX, NQT, BM>(sT, zT, aT, rf, p, mk, q0, k0, BN, key_r0, lane, qscale);
     // ---- dv += SW^T dO, dk += GL^T Q (+ GU^T R): the query tiles read MN-major ----
     std::uint32_t asw[BM / 16][4], agl[BM / 16][4], agu[PLX ? BM / 16 : 1][4];
     pack_tile<T, BM>(sT, asw);
@@ -193,19 +164,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
   cp_async_wait<0>();
 
   // ---- epilogue: every key row < Lkv of the tile is written (zeros where no query sees it) ----
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int j = key_r0 + rr * 8;
-    if (j >= p.Lkv) continue;
-    T* krow = static_cast<T*>(p.dk) + b * p.dk_batch_stride + (long long)j * p.dk_row_stride + (long long)hk * p.dk_head_stride;
-    T* vrow = static_cast<T*>(p.dv) + b * p.dk_batch_stride + (long long)j * p.dk_row_stride + (long long)hk * p.dk_head_stride;
-#pragma unroll
-    for (int n = 0; n < NO; ++n) {
-      const int col = n * 8 + (lane & 3) * 2;
-      *reinterpret_cast<std::uint32_t*>(krow + col) = Pack<T>::from_float2(dk[n][rr * 2], dk[n][rr * 2 + 1]);
-      *reinterpret_cast<std::uint32_t*>(vrow + col) = Pack<T>::from_float2(dv[n][rr * 2], dv[n][rr * 2 + 1]);
-    }
-  }
+  store_dkdv_rows<T, NO>(p, b, hk, key_r0, lane, dk, dv);
 #endif
 }
 
@@ -261,19 +220,8 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
   cp_async_commit();
 
   const int r0 = 16 * warp + (lane >> 2);  // the thread's rows r0, r0 + 8 of the block
-  int rlo[2], rhi[2];
-  float lse2[2], tt[2], bb[2], zb[2];
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int i = m0 + r0 + rr * 8;
-    const bool ok = i < p.Lq;
-    bwd_range(p, mk, ok ? i : p.Lq - 1, rlo[rr], rhi[rr]);
-    const long long ri = ((long long)b * p.Hq + hq) * p.Lq + (ok ? i : 0);
-    lse2[rr] = ok ? p.workspace[ri] : INFINITY;
-    tt[rr] = ok ? p.workspace[nrows + ri] : 0.f;
-    bb[rr] = ok ? p.workspace[2 * nrows + ri] : 0.f;
-    zb[rr] = ok && PLX ? p.zbar[ri] : 0.f;
-  }
+  QueryRows qrow;
+  query_rows<PLX>(p, mk, b, hq, m0 + r0, nrows, qrow);
   const float qscale = p.scale * kLog2e;
   float dq[NO][4], dr[PLX ? NO : 1][4];
 #pragma unroll
@@ -304,18 +252,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
     if constexpr (PLX) fence_regs<NTS * 4>(&z[0][0]);
     // ---- elementwise: s <- gl, z <- gu ----
     const bool full = k0 >= lo_last && k0 + BN <= hi_first;
-#pragma unroll
-    for (int n = 0; n < NTS; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int rr = e >> 1;
-        const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
-        const bool ok = full || (key >= rlo[rr] && key < rhi[rr]);
-        const BwdWeights w = bwd_weights<PLX>(s[n][e], PLX ? z[n][e] : 0.f, a[n][e], lse2[rr], tt[rr], bb[rr], zb[rr],
-                                              ok, qscale, p.scale);
-        s[n][e] = w.gl;
-        if (PLX) z[n][e] = w.gu;
-      }
+    query_tile_weights<PLX, NTS>(s, z, a, qrow, k0, full, lane, qscale, p.scale);
     // ---- dq += GL K, dr += GU K: the key tile read MN-major ----
     std::uint32_t ag[BN / 16][4], au[PLX ? BN / 16 : 1][4];
     pack_tile<T, BN>(s, ag);
@@ -333,20 +270,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
   }
   cp_async_wait<0>();
 
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int i = m0 + r0 + rr * 8;
-    if (i >= p.Lq) continue;
-    const long long o = b * p.dq_batch_stride + (long long)i * p.dq_row_stride + (long long)hq * p.dq_head_stride;
-    T* qrow = static_cast<T*>(p.dq) + o;
-    T* rrow = PLX ? static_cast<T*>(p.dr) + o : nullptr;
-#pragma unroll
-    for (int n = 0; n < NO; ++n) {
-      const int col = n * 8 + (lane & 3) * 2;
-      *reinterpret_cast<std::uint32_t*>(qrow + col) = Pack<T>::from_float2(dq[n][rr * 2], dq[n][rr * 2 + 1]);
-      if (PLX) *reinterpret_cast<std::uint32_t*>(rrow + col) = Pack<T>::from_float2(dr[n][rr * 2], dr[n][rr * 2 + 1]);
-    }
-  }
+  store_dqdr_rows<T, NO, PLX>(p, b, hq, m0 + r0, lane, dq, dr);
 #endif
 }
 
