@@ -19,6 +19,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "reference/inputs.hpp"
@@ -212,6 +213,34 @@ template <class T> struct Row {
   Mat<T> C;            // [D, D] key covariance (when computed)
 };
 
+// The rows i0 .. i0 + nb - 1 of batch b: their key ranges into `rows`, and the union [L0, L1)
+// of the non-empty ones (L0 >= L1 when every row is empty). Shared by forward_block and
+// backward_block (reference/backward.hpp).
+template <class T> std::pair<int, int> block_rows(const Problem& p, int b, int i0, std::vector<Row<T>>& rows) {
+  int L0 = p.Lkv, L1 = 0;
+  for (std::size_t ii = 0; ii < rows.size(); ++ii) {
+    rows[ii].R = row_range(p, b, i0 + int(ii));
+    if (!rows[ii].R.empty()) L0 = std::min(L0, rows[ii].R.lo), L1 = std::max(L1, rows[ii].R.hi);
+  }
+  return {L0, L1};
+}
+
+// Phase 1 of a non-empty row from its logits over the key union (s_union = tau q.k_j for the
+// union's keys): the row's offset c0 in the union, the pivot m = max s (its index into *jmax
+// if asked), the weights w_j = exp(s_j - m), omega = sum w (compensated) and p = w / omega.
+template <class T, class S>
+void row_weights(Row<T>& row, const S& s_union, int L0, Eigen::Index* jmax = nullptr) {
+  using std::exp;
+  const int n = row.R.size();
+  row.c0 = row.R.lo - L0;
+  auto s = s_union.segment(row.c0, n);
+  row.m = jmax ? s.maxCoeff(jmax) : s.maxCoeff();
+  row.w.resize(n);
+  for (int j = 0; j < n; ++j) row.w(j) = exp(T(s(j) - row.m));
+  row.omega = comp_sum<T>(row.w);
+  row.p = row.w / row.omega;
+}
+
 template <class T>
 std::string row_name(int b, int h, int i) {
   return "row (b=" + std::to_string(b) + ", h=" + std::to_string(h) + ", i=" + std::to_string(i) + ")";
@@ -285,11 +314,7 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
 
   // Union of the rows' key ranges.
   std::vector<Row<T>> rows(nb);
-  int L0 = p.Lkv, L1 = 0;
-  for (int ii = 0; ii < nb; ++ii) {
-    rows[ii].R = row_range(p, b, i0 + ii);
-    if (!rows[ii].R.empty()) L0 = std::min(L0, rows[ii].R.lo), L1 = std::max(L1, rows[ii].R.hi);
-  }
+  const auto [L0, L1] = block_rows(p, b, i0, rows);
   const int nU = std::max(0, L1 - L0);
   auto KU = hd.K.middleRows(L0 < L1 ? L0 : 0, nU);
   auto VU = hd.V.middleRows(L0 < L1 ? L0 : 0, nU);
@@ -304,14 +329,7 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
   for (int ii = 0; ii < nb; ++ii) {
     Row<T>& row = rows[ii];
     if (row.R.empty()) continue;
-    const int n = row.R.size();
-    row.c0 = row.R.lo - L0;
-    auto s = S.row(ii).segment(row.c0, n);
-    row.m = s.maxCoeff();
-    row.w.resize(n);
-    for (int j = 0; j < n; ++j) row.w(j) = exp(T(s(j) - row.m));
-    row.omega = comp_sum<T>(row.w);
-    row.p = row.w / row.omega;
+    row_weights(row, S.row(ii), L0);
     row.lambda = from_double<T>(in.lambda(b, h, i0 + ii));
     if (p.probe == Probe::Learned) row.theta = Rq.row(i0 + ii).transpose();
     else if (p.probe == Probe::Solver)

@@ -122,11 +122,7 @@ void backward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, c
   const bool solver = p.probe == Probe::Solver, exact_ridge = p.solver.ridge_grad == RidgeGrad::Exact;
 
   std::vector<Row<T>> rows(nb);
-  int L0 = p.Lkv, L1 = 0;
-  for (int ii = 0; ii < nb; ++ii) {
-    rows[ii].R = row_range(p, b, i0 + ii);
-    if (!rows[ii].R.empty()) L0 = std::min(L0, rows[ii].R.lo), L1 = std::max(L1, rows[ii].R.hi);
-  }
+  const auto [L0, L1] = block_rows(p, b, i0, rows);
   const int nU = std::max(0, L1 - L0);
   part.L0 = L0 < L1 ? L0 : 0;
   part.dK = Mat<T>::Zero(nU, D);
@@ -146,14 +142,7 @@ void backward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, c
   for (int ii = 0; ii < nb; ++ii) {
     Row<T>& row = rows[ii];
     if (row.R.empty()) continue;
-    const int n = row.R.size();
-    row.c0 = row.R.lo - L0;
-    auto s = S.row(ii).segment(row.c0, n);
-    row.m = s.maxCoeff(&jmax[ii]);
-    row.w.resize(n);
-    for (int j = 0; j < n; ++j) row.w(j) = exp(T(s(j) - row.m));
-    row.omega = comp_sum<T>(row.w);
-    row.p = row.w / row.omega;
+    row_weights(row, S.row(ii), L0, &jmax[ii]);
     row.lambda = from_double<T>(in.lambda(b, h, i0 + ii));
     if (p.probe == Probe::Learned) row.theta = Rq.row(i0 + ii).transpose();
     else if (solver) {
