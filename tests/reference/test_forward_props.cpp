@@ -178,18 +178,36 @@ RC_GTEST_PROP(ForwardProps, ParallaxWithLlaThetaIsLla, ()) {
   // theta = (1 + alpha) rho and (1 + alpha) Delta = omega, alpha from lla_cov's diagnostic.
   // |rho| relative error <= kappa (67 + D) u (forward_bounds.hpp) and Delta = omega - mu.rho
   // loses another factor (1 + alpha): limit 2 (66 + D + 8) u (1 + kappa)(1 + alpha).
+  // The right-hand sides cancel when q is near the weighted key mean (kbar - q for theta,
+  // sum_j w_j (k_j - q) = omega (kbar - q) for rho), so their rounding is absolute, not relative
+  // to |theta|: each is <= c u (max|k| + |q|)(1 + S1) (the differences, and the weights through
+  // the logit tau q.k, S1 = tau |q| max|k|), per unit weight, and the systems' inverses are at
+  // most 1/lambda (C + lambda I) and 1/(lambda omega) (Sigma): |dtheta| + (1 + alpha)|drho| <=
+  // c u (max|k| + |q|)(1 + S1)(2 + alpha) / lambda. (A random seed found |theta| ~ 1e-3 with an
+  // absolute error 1.0e-16 over the relative limit's 2.4e-17.)
   for (int b = 0; b < pl.B; ++b)
     for (int h = 0; h < pl.Hq; ++h)
       for (int i = 0; i < pl.Lq; ++i) {
-        if (row_range(pl, b, i).empty()) continue;
+        const RowRange R = row_range(pl, b, i);
+        if (R.empty()) continue;
         const double alpha = cov.diag.at("alpha")(b, h, i), kap = rb.kappa(b, h, i);
         const double lim = 2 * c_round(pl) * u * (1 + kap) * (1 + alpha);
+        double kmax = 0, qn = 0;
+        for (int j = R.lo; j < R.hi; ++j) {
+          double kn = 0;
+          for (int d = 0; d < pl.D; ++d) kn += in.k(b, j, h / pl.group(), d) * in.k(b, j, h / pl.group(), d);
+          kmax = std::max(kmax, std::sqrt(kn));
+        }
+        for (int d = 0; d < pl.D; ++d) qn += in.q(b, i, h, d) * in.q(b, i, h, d);
+        qn = std::sqrt(qn);
+        const double s1 = pl.tau() * qn * kmax, lam = in.lambda(b, h, i);
+        const double rhs = c_round(pl) * u * (kmax + qn) * (1 + s1) * (2 + alpha) / lam;
         double num = 0, den = 0;
         for (int d = 0; d < pl.D; ++d) {
           const double th = cov.saved.at("probe")(b, i, h, d), rho = lla.saved.at("probe")(b, i, h, d);
           num += std::pow(th - (1 + alpha) * rho, 2), den += th * th;
         }
-        RC_ASSERT(std::sqrt(num) <= lim * std::sqrt(den) + 1e-300);
+        RC_ASSERT(std::sqrt(num) <= lim * std::sqrt(den) + rhs);
         const double omega = lla.saved.at("omega")(b, h, i), Delta = lla.saved.at("Delta")(b, h, i);
         RC_ASSERT(std::abs((1 + alpha) * Delta / omega - 1) <= lim);
       }
