@@ -3,14 +3,28 @@
 #pragma once
 #include <rapidcheck.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
 #include "reference/problem.hpp"
+#include "reference/tensor.hpp"
 
 namespace plx::test {
+
+// Largest row norm of a [.., D] tensor.
+inline double max_row_norm(const Tensor<double>& t) {
+  const std::size_t w = t.shape.back();
+  double m = 0;
+  for (std::size_t o = 0; o < t.size(); o += w) {
+    double ss = 0;
+    for (std::size_t d = 0; d < w; ++d) ss += t.data[o + d] * t.data[o + d];
+    m = std::max(m, std::sqrt(ss));
+  }
+  return m;
+}
 
 inline std::uint64_t seed() {
   const char* s = std::getenv("PLX_SEED");

@@ -14,6 +14,7 @@
 
 #include "fast/fast.hpp"
 #include "reference/all.hpp"
+#include "tests/support.hpp"  // max_row_norm
 #include "validation/compare.hpp"
 
 namespace plx::test {
@@ -22,17 +23,6 @@ namespace plx::test {
 inline double acc_u(const Problem& p) { return p.dtype == DType::F64 ? 0x1p-53 : 0x1p-24; }
 inline DType out_dtype(const Problem& p) { return p.dtype == DType::F64 ? DType::F64 : p.dtype == DType::BF16 ? DType::BF16 : DType::F32; }
 
-// Largest row norm of a [.., D] tensor.
-inline double max_row_norm(const Tensor<double>& t) {
-  const std::size_t w = t.shape.back();
-  double m = 0;
-  for (std::size_t o = 0; o < t.size(); o += w) {
-    double ss = 0;
-    for (std::size_t d = 0; d < w; ++d) ss += t.data[o + d] * t.data[o + d];
-    m = std::max(m, std::sqrt(ss));
-  }
-  return m;
-}
 // Bound on the logit magnitudes: S1 = tau max|q_i| max|k_j| >= tau sum_d |q_id k_jd| >= |tau q.k|
 // (Cauchy-Schwarz), in natural units.
 inline double logit_bound(const Problem& p, const Inputs& in) {

@@ -138,17 +138,7 @@ void check_case(Problem p, const std::string& label) {
     // 4 u32 |r| |k_j| (probabilistic bound; Cauchy-Schwarz), which does not scale with |zbar|:
     // with outlier keys (x30) |r||k_j| >> |zbar| (a decode row measured 4.3e-4 at |zbar| ~ 24
     // where the old floor 16 u32 (|zbar| + 1) was 2.6e-4 and the baseline luckily 1.8e-5).
-    auto max_row = [](const Tensor<double>& t) {
-      const std::size_t w = t.shape.back();
-      double m = 0;
-      for (std::size_t o = 0; o < t.size(); o += w) {
-        double ss = 0;
-        for (std::size_t d = 0; d < w; ++d) ss += t.data[o + d] * t.data[o + d];
-        m = std::max(m, std::sqrt(ss));
-      }
-      return m;
-    };
-    const double zdot = 4 * 0x1p-24 * max_row(in.r) * max_row(in.k);
+    const double zdot = 4 * 0x1p-24 * test::max_row_norm(in.r) * test::max_row_norm(in.k);
     reps.push_back(compare_tensor("zbar", got.saved.at("zbar"), truth.saved.at("zbar"), DType::F32,
                                   Tolerance{2.0, 16 * 0x1p-24 * (max_abs(truth.saved.at("zbar")) + 1) + zdot, 0,
                                             "2x float baseline; floor 16 u32 (|zbar|+1) + 4 u32 |r| |k| (rounding of z = r.k)"},
