@@ -8,6 +8,7 @@
 // (softmax: sw = p, gl = tau p (a - t), no gu). The passes round sw, gl, gu to the input type
 // before their products (as FlashAttention rounds P and dS). Nothing here touches memory.
 #pragma once
+#include <type_traits>
 #include "kernels/backward_params.hpp"
 #include "kernels/device_common.cuh"
 
@@ -47,7 +48,10 @@ struct BwdWeights {
 template <bool PLX>
 __device__ __forceinline__ BwdWeights bwd_weights(float s, float z, float a, float lse2, float t, float b, float zb,
                                                   bool ok, float qscale, float scale) {
-  const float pj = ok ? exp2f(s * qscale - lse2) : 0.f;
+  // ex2.approx.ftz of -inf is 0: a masked element costs no branch (exp2f's denormal scaling and
+  // a branch per element were ~10 % of the key pass's instructions), and the flushed range
+  // (p < 2^-126 of the row's mass) is the one the forward's ex2.approx.ftz flushed too.
+  const float pj = exp2_ftz(ok ? fmaf(s, qscale, -lse2) : -INFINITY);
   if (PLX) {
     const float dz = zb - z, amb = a - b;
     return {pj * (1.f + dz), scale * (pj * (a - t + dz * amb)), -pj * amb};
@@ -104,6 +108,8 @@ __device__ __forceinline__ void query_tile_weights(float (&s)[NTS][4], float (&z
     for (int e = 0; e < 4; ++e) {
       const int rr = e >> 1;
       const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
+      // Short-circuit on purpose: the branch-free forms (bitwise, or ranges widened for a full
+      // tile) and two copies of the loop (as in key_step_weights) spilled 72-124 bytes here.
       const bool ok = full || (key >= q.rlo[rr] && key < q.rhi[rr]);
       const BwdWeights w = bwd_weights<PLX>(s[n][e], PLX ? z[n][e] : 0.f, a[n][e], q.lse2[rr], q.t[rr], q.b[rr], q.zb[rr],
                                             ok, qscale, scale);
@@ -123,26 +129,31 @@ __device__ __forceinline__ void key_step_weights(float (&sT)[NQT][4], float (&zT
   bwd_range(p, mk, q0, lo_f, hi_f);
   bwd_range(p, mk, min(q0 + BM, p.Lq) - 1, lo_l, hi_l);
   const bool full = q0 + BM <= p.Lq && k0 >= lo_l && k0 + BN <= hi_f;  // every (query, key) allowed
+  auto each = [&](auto masked) {  // one branch per step (see query_tile_weights)
+    constexpr bool M = decltype(masked)::value;
 #pragma unroll
-  for (int n = 0; n < NQT; ++n)
+    for (int n = 0; n < NQT; ++n)
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      const int col = n * 8 + (lane & 3) * 2 + c;
-      int lo = 0, hi = 0;
-      if (!full) bwd_range(p, mk, q0 + col, lo, hi);
-      const float lse2 = rf[col], t = rf[BM + col];
+      for (int c = 0; c < 2; ++c) {
+        const int col = n * 8 + (lane & 3) * 2 + c;
+        int lo = 0, hi = 0;
+        if (M) bwd_range(p, mk, q0 + col, lo, hi);
+        const float lse2 = rf[col], t = rf[BM + col];
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int e = rr * 2 + c;
-        const int key = key_r0 + rr * 8;
-        const bool ok = full || (q0 + col < p.Lq && key >= lo && key < hi);
-        const BwdWeights w = bwd_weights<PLX>(sT[n][e], PLX ? zT[n][e] : 0.f, aT[n][e], lse2, t,
-                                              PLX ? rf[2 * BM + col] : 0.f, PLX ? rf[3 * BM + col] : 0.f, ok,
-                                              qscale, p.scale);
-        sT[n][e] = w.sw, aT[n][e] = w.gl;
-        if (PLX) zT[n][e] = w.gu;
+        for (int rr = 0; rr < 2; ++rr) {
+          const int e = rr * 2 + c;
+          const int key = key_r0 + rr * 8;
+          const bool ok = !M || (q0 + col < p.Lq && key >= lo && key < hi);
+          const BwdWeights w = bwd_weights<PLX>(sT[n][e], PLX ? zT[n][e] : 0.f, aT[n][e], lse2, t,
+                                                PLX ? rf[2 * BM + col] : 0.f, PLX ? rf[3 * BM + col] : 0.f, ok,
+                                                qscale, p.scale);
+          sT[n][e] = w.sw, aT[n][e] = w.gl;
+          if (PLX) zT[n][e] = w.gu;
+        }
       }
-    }
+  };
+  if (full) each(std::false_type{});
+  else each(std::true_type{});
 }
 
 // Epilogue of the key pass: the thread's key rows key_r0 and key_r0 + 8 (those < Lkv) of dk, dv.

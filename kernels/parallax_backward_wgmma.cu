@@ -28,22 +28,7 @@ namespace plx::cuda::detail {
 
 namespace {
 
-constexpr int kD = 128, kCH = kD / 8, kNT = 128;
-
-// Rows [r0, r0 + ROWS) of a [., 128] tensor (row stride rs elements, rows >= n zero-filled) into
-// the [2][ROWS][64] swizzled tile at `dst`. Thread tid copies chunk tid % 16 of rows tid / 16 + 8 j.
-template <class T, int ROWS>
-__device__ __forceinline__ void load_tile_sw(unsigned char* gbase, unsigned base, unsigned dst, const T* src,
-                                             long long rs, int r0, int n, int tid) {
-  const int lrow = tid / kCH, lc = tid % kCH;
-  const unsigned off = swz_offset(lrow, lc, ROWS);
-#pragma unroll
-  for (int j = 0; j < ROWS / 8; ++j) {
-    const int row = r0 + lrow + 8 * j;
-    const bool ok = row < n;
-    cp_async16(gbase + (dst - base) + off + j * 8 * 128, src + (long long)(ok ? row : 0) * rs + lc * 8, ok);
-  }
-}
+constexpr int kD = 128, kNT = 128;
 
 }  // namespace
 
@@ -78,25 +63,27 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
   const long long nrows = (long long)p.B * p.Hq * p.Lq;
   const MaskB mk = mask_of(p, b);
 
-  load_tile_sw<T, BN>(gbase, base, ks, static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride,
+  load_tile_sw<T, BN>(ks, static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride,
                       p.k_row_stride, k0, p.Lkv, tid);
-  load_tile_sw<T, BN>(gbase, base, vs, static_cast<const T*>(p.v) + b * p.v_batch_stride + (long long)hk * p.v_head_stride,
+  load_tile_sw<T, BN>(vs, static_cast<const T*>(p.v) + b * p.v_batch_stride + (long long)hk * p.v_head_stride,
                       p.v_row_stride, k0, p.Lkv, tid);
   // Queries that can see a key of this tile.
   const QuerySpan span = queries_seeing(p, mk, k0, BN, BM);
   const int i_lo = span.i_lo, nqt = span.nqt;
   const int nsteps = G * nqt;
 
-  auto load_step = [&](int s, int buf) {
-    const int h = hk * G + s / nqt, q0 = i_lo + (s % nqt) * BM;
+  // Step s = (query head hk G + s / nqt, query tile s % nqt), walked with counters: the two
+  // run-time divisions per step cost ~40 instructions (Nsight Compute, 29 Nov).
+  auto load_step = [&](int hh, int qt, int buf) {
+    const int h = hk * G + hh, q0 = i_lo + qt * BM;
     const unsigned qs = st + buf * C::stage_bytes;
-    load_tile_sw<T, BM>(gbase, base, qs, static_cast<const T*>(p.q) + b * p.q_batch_stride + (long long)h * p.q_head_stride,
+    load_tile_sw<T, BM>(qs, static_cast<const T*>(p.q) + b * p.q_batch_stride + (long long)h * p.q_head_stride,
                         p.q_row_stride, q0, p.Lq, tid);
-    load_tile_sw<T, BM>(gbase, base, qs + C::q_bytes,
+    load_tile_sw<T, BM>(qs + C::q_bytes,
                         static_cast<const T*>(p.dout) + b * p.do_batch_stride + (long long)h * p.do_head_stride,
                         p.do_row_stride, q0, p.Lq, tid);
     if (PLX)
-      load_tile_sw<T, BM>(gbase, base, qs + 2 * C::q_bytes,
+      load_tile_sw<T, BM>(qs + 2 * C::q_bytes,
                           static_cast<const T*>(p.r) + b * p.r_batch_stride + (long long)h * p.r_head_stride,
                           p.r_row_stride, q0, p.Lq, tid);
     // lse2, t, b, zbar of the step's rows (rows past Lq zero-filled and masked below).
@@ -109,7 +96,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
       cp_async4(gbase + (rf - base) + idx * 4, src, ok);
     }
   };
-  if (nsteps > 0) load_step(0, 0);
+  if (nsteps > 0) load_step(0, 0, 0);
   cp_async_commit();
 
   float dk[NO][4], dv[NO][4];
@@ -120,14 +107,18 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
   const float qscale = p.scale * kLog2e;
   const int key_r0 = k0 + 16 * warp + (lane >> 2);  // this thread's keys: key_r0, key_r0 + 8
 
+  int hh = 0, qt = 0;  // this step's head offset and query tile
   for (int s = 0; s < nsteps; ++s) {
     const int buf = s & 1;
-    if (s + 1 < nsteps) load_step(s + 1, buf ^ 1);  // its buffer was last read by step s - 1
+    const bool wrap = qt + 1 == nqt;
+    const int nh = wrap ? hh + 1 : hh, nq = wrap ? 0 : qt + 1;  // step s + 1
+    if (s + 1 < nsteps) load_step(nh, nq, buf ^ 1);  // its buffer was last read by step s - 1
     cp_async_commit();
     cp_async_wait<1>();
     fence_proxy_async();
     __syncthreads();
-    const int q0 = i_lo + (s % nqt) * BM;
+    const int q0 = i_lo + qt * BM;
+    hh = nh, qt = nq;
     const unsigned qs = st + buf * C::stage_bytes, ds = qs + C::q_bytes, rs = ds + C::q_bytes;
     const float* rf = rf_g + buf * C::row_floats;
 
@@ -184,7 +175,6 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
   extern __shared__ unsigned char smem_raw[];
   const unsigned raw = static_cast<unsigned>(__cvta_generic_to_shared(smem_raw));
   const unsigned base = (raw + 1023u) & ~1023u;
-  unsigned char* gbase = smem_raw + (base - raw);
   const unsigned qs = base, ds = qs + C::q_bytes, rs = ds + C::q_bytes;
   const unsigned ks = base + (PLX ? 3 : 2) * C::q_bytes, vs = ks + 2 * C::kv_bytes;
 
@@ -201,20 +191,20 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
   const int kv_lo = lo_first, kv_hi = hi_last;
   const int ntiles = kv_hi > kv_lo ? (kv_hi - kv_lo + BN - 1) / BN : 0;
 
-  load_tile_sw<T, BM>(gbase, base, qs, static_cast<const T*>(p.q) + b * p.q_batch_stride + (long long)hq * p.q_head_stride,
+  load_tile_sw<T, BM>(qs, static_cast<const T*>(p.q) + b * p.q_batch_stride + (long long)hq * p.q_head_stride,
                       p.q_row_stride, m0, p.Lq, tid);
-  load_tile_sw<T, BM>(gbase, base, ds,
+  load_tile_sw<T, BM>(ds,
                       static_cast<const T*>(p.dout) + b * p.do_batch_stride + (long long)hq * p.do_head_stride,
                       p.do_row_stride, m0, p.Lq, tid);
   if (PLX)
-    load_tile_sw<T, BM>(gbase, base, rs, static_cast<const T*>(p.r) + b * p.r_batch_stride + (long long)hq * p.r_head_stride,
+    load_tile_sw<T, BM>(rs, static_cast<const T*>(p.r) + b * p.r_batch_stride + (long long)hq * p.r_head_stride,
                         p.r_row_stride, m0, p.Lq, tid);
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + (long long)hk * p.v_head_stride;
   auto load_kv = [&](int t) {  // keys [kv_lo + t BN, +BN) (past kv_hi zero-filled) into buffer t & 1
     const unsigned o = (t & 1) * C::kv_bytes;
-    load_tile_sw<T, BN>(gbase, base, ks + o, kbase, p.k_row_stride, kv_lo + t * BN, kv_hi, tid);
-    load_tile_sw<T, BN>(gbase, base, vs + o, vbase, p.v_row_stride, kv_lo + t * BN, kv_hi, tid);
+    load_tile_sw<T, BN>(ks + o, kbase, p.k_row_stride, kv_lo + t * BN, kv_hi, tid);
+    load_tile_sw<T, BN>(vs + o, vbase, p.v_row_stride, kv_lo + t * BN, kv_hi, tid);
   };
   if (ntiles > 0) load_kv(0);
   cp_async_commit();

@@ -51,15 +51,13 @@ template <class T, bool PLX>
 __global__ void __launch_bounds__(128, 2) parallax_forward_wgmma_kernel(const AttnParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = WgCfg<PLX>;
-  constexpr int D = C::D, BM = C::BM, BN = C::BN, NT = C::NT, CH = D / 8;
-  constexpr int NTS = BN / 8, NTO = D / 8;
+  constexpr int BM = C::BM, BN = C::BN;
+  constexpr int NTS = BN / 8, NTO = C::D / 8;
   extern __shared__ unsigned char smem_raw[];
   const unsigned raw = static_cast<unsigned>(__cvta_generic_to_shared(smem_raw));
   const unsigned base = (raw + 1023u) & ~1023u;  // swizzle atoms are 1024-byte aligned
-  unsigned char* gbase = smem_raw + (base - raw);
   const unsigned qs = base, rs = base + C::q_bytes;
   const unsigned ks = base + C::q_bytes * (PLX ? 2 : 1), vs = ks + 2 * C::kv_bytes;
-  auto gptr = [&](unsigned a) { return gbase + (a - base); };
 
   const int mt = gridDim.x - 1 - blockIdx.x;  // longest causal tiles first
   const int hq = blockIdx.y, b = blockIdx.z;
@@ -72,39 +70,19 @@ __global__ void __launch_bounds__(128, 2) parallax_forward_wgmma_kernel(const At
   const int kv_lo = lo_first, kv_hi = hi_last;  // union of the block's rows (contiguous: lo, hi monotone)
   const int ntiles = kv_hi > kv_lo ? (kv_hi - kv_lo + BN - 1) / BN : 0;
 
-  // Thread tid copies 16-byte chunk c = tid % CH of rows tid / CH + 8 j: the same swizzled
-  // column for every j, so the offsets are set up once.
-  constexpr int RSTEP = NT / CH;
-  static_assert(RSTEP == 8 && BN % RSTEP == 0 && BM % RSTEP == 0, "load pattern");
-  const int lrow = tid / CH, lc = tid % CH;
   {  // Q, R (zero rows past Lq)
     const T* qb = static_cast<const T*>(p.q) + b * p.q_batch_stride + hq * p.q_head_stride;
-    const T* rb = PLX ? static_cast<const T*>(p.r) + b * p.r_batch_stride + hq * p.r_head_stride : nullptr;
-    const unsigned off0 = swz_offset(lrow, lc, BM);
-#pragma unroll
-    for (int j = 0; j < BM / RSTEP; ++j) {
-      const int row = lrow + j * RSTEP;
-      const bool ok = m0 + row < p.Lq;
-      const long long i = ok ? m0 + row : 0;
-      cp_async16(gptr(qs + off0 + j * RSTEP * 128), qb + i * p.q_row_stride + lc * 8, ok);
-      if (PLX) cp_async16(gptr(rs + off0 + j * RSTEP * 128), rb + i * p.r_row_stride + lc * 8, ok);
+    load_tile_sw<T, BM>(qs, qb, p.q_row_stride, m0, p.Lq, tid);
+    if (PLX) {
+      const T* rb = static_cast<const T*>(p.r) + b * p.r_batch_stride + hq * p.r_head_stride;
+      load_tile_sw<T, BM>(rs, rb, p.r_row_stride, m0, p.Lq, tid);
     }
   }
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
-  const unsigned lsoff = swz_offset(lrow, lc, BN);
-  auto load_rows = [&](const T* src, long long stride, unsigned dst, int t) {  // K or V tile t -> buffer t & 1
-    const int k0 = kv_lo + t * BN;
-#pragma unroll
-    for (int j = 0; j < BN / RSTEP; ++j) {
-      const int key = k0 + lrow + j * RSTEP;
-      const bool ok = key < kv_hi;
-      const long long kk = ok ? key : kv_lo;
-      cp_async16(gptr(dst + (t & 1) * C::kv_bytes + lsoff + j * RSTEP * 128), src + kk * stride + lc * 8, ok);
-    }
-  };
-  auto load_k = [&](int t) { load_rows(kbase, p.k_row_stride, ks, t); };
-  auto load_v = [&](int t) { load_rows(vbase, p.v_row_stride, vs, t); };
+  // K or V tile t -> buffer t & 1 (keys past the block's range zero-filled)
+  auto load_k = [&](int t) { load_tile_sw<T, BN>(ks + (t & 1) * C::kv_bytes, kbase, p.k_row_stride, kv_lo + t * BN, kv_hi, tid); };
+  auto load_v = [&](int t) { load_tile_sw<T, BN>(vs + (t & 1) * C::kv_bytes, vbase, p.v_row_stride, kv_lo + t * BN, kv_hi, tid); };
 
   const int r0 = 16 * warp + (lane >> 2);  // the thread's first row in the block
   int rlo[2], rhi[2];

@@ -23,12 +23,28 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 
+#include "kernels/device_common.cuh"
+
 namespace plx::cuda::detail {
 
 // Matrix descriptor: start address, leading / stride byte offsets (16-byte units), 128B swizzle.
+// Kept as two 32-bit words: lo = start / 16 | LBO / 16 << 16, hi = SBO / 16 | swizzle mode. A
+// shared address is below 2^18, so the start field cannot carry into LBO: the descriptor of
+// `addr + off` is lo + off / 16 with the same hi. The product chains below build lo once and
+// add constant offsets (one uniform add per wgmma operand instead of the mask, shift and or of
+// a fresh descriptor; the Nsight Compute profile of 29 Nov counted ~5 uniform instructions per
+// operand, 150-470 per warp and 64x64 tile, in kernels that are issue-bound).
+__device__ __forceinline__ unsigned desc_lo(unsigned addr, unsigned lbo) {
+  return ((addr & 0x3FFFF) >> 4) | (((lbo >> 4) & 0x3FFF) << 16);
+}
+__host__ __device__ constexpr unsigned desc_hi(unsigned sbo) { return ((sbo >> 4) & 0x3FFF) | (1u << 30); }
+__device__ __forceinline__ std::uint64_t desc_pack(unsigned lo, unsigned hi) {
+  std::uint64_t r;
+  asm("mov.b64 %0, {%1, %2};" : "=l"(r) : "r"(lo), "r"(hi));
+  return r;
+}
 __device__ __forceinline__ std::uint64_t smem_desc(unsigned addr, unsigned lbo, unsigned sbo) {
-  return std::uint64_t((addr & 0x3FFFF) >> 4) | (std::uint64_t((lbo >> 4) & 0x3FFF) << 16) |
-         (std::uint64_t((sbo >> 4) & 0x3FFF) << 32) | (std::uint64_t(1) << 62);
+  return desc_pack(desc_lo(addr, lbo), desc_hi(sbo));
 }
 // Byte offset of 16-byte chunk c (0..15 for 128 columns) of row `row` in a [2][rows][64] tile.
 __device__ __forceinline__ unsigned swz_offset(int row, int c, int rows) {
@@ -124,19 +140,46 @@ template <> __device__ __forceinline__ void wgmma_rs_tb<__half, 128>(float* d, c
 // [2][b_rows][64] tile, both K-major. Issues 8 wgmma; the caller fences and commits.
 template <class T, int N>
 __device__ __forceinline__ void wgmma_ss_k128(float* d, unsigned a, int a_rows, unsigned b, int b_rows) {
+  const unsigned la = desc_lo(a, 16), lb = desc_lo(b, 16);
+  constexpr unsigned hi = desc_hi(1024);
 #pragma unroll
   for (int kk = 0; kk < 8; ++kk) {
     const unsigned koff = (kk & 3) * 32;  // 16-element step inside the 128-byte row
-    wgmma_ss<T, N>(d, smem_desc(a + (kk >> 2) * a_rows * 128 + koff, 16, 1024),
-                   smem_desc(b + (kk >> 2) * b_rows * 128 + koff, 16, 1024), kk > 0);
+    wgmma_ss<T, N>(d, desc_pack(la + (((kk >> 2) * a_rows * 128 + koff) >> 4), hi),
+                   desc_pack(lb + (((kk >> 2) * b_rows * 128 + koff) >> 4), hi), kk > 0);
   }
 }
 // D (64 x 128) += A B with A = K / 16 register fragments (64 x K) and B = the [2][K][64] tile at
 // `b` read MN-major (rows = the K index, 128 columns): LBO = the half stride K * 128 bytes.
 template <class T, int K>
 __device__ __forceinline__ void wgmma_rs_n128(float* d, const std::uint32_t (&a)[K / 16][4], unsigned b) {
+  const unsigned lb = desc_lo(b, K * 128);
+  constexpr unsigned hi = desc_hi(1024);
 #pragma unroll
-  for (int kt = 0; kt < K / 16; ++kt) wgmma_rs_tb<T, 128>(d, a[kt], smem_desc(b + kt * 16 * 128, K * 128, 1024));
+  for (int kt = 0; kt < K / 16; ++kt) wgmma_rs_tb<T, 128>(d, a[kt], desc_pack(lb + ((kt * 16 * 128) >> 4), hi));
+}
+
+// Rows [r0, r0 + ROWS) of a row-major [., 128] tensor (16-bit elements, row stride rs elements;
+// rows >= n are zero-filled) into the [2][ROWS][64] swizzled tile at shared address dst, with
+// cp.async (one commit group is the caller's). Thread tid (of 128) copies 16-byte chunk tid % 16
+// of rows tid / 16 + 8 j: the same swizzled column for every j. A tile with every row below n
+// (all but a block's last) takes the path without predicates or per-row index arithmetic.
+template <class T, int ROWS>
+__device__ __forceinline__ void load_tile_sw(unsigned dst, const T* src, long long rs, int r0, int n, int tid) {
+  const int lrow = tid >> 4, lc = tid & 15;
+  const unsigned d0 = dst + swz_offset(lrow, lc, ROWS);
+  const T* s0 = src + (long long)(r0 + lrow) * rs + lc * 8;
+  const long long step = 8 * rs;
+  if (r0 + ROWS <= n) {
+#pragma unroll
+    for (int j = 0; j < ROWS / 8; ++j) cp_async16_shared(d0 + j * 8 * 128, s0 + j * step);
+  } else {
+#pragma unroll
+    for (int j = 0; j < ROWS / 8; ++j) {
+      const bool ok = r0 + lrow + 8 * j < n;
+      cp_async16_shared(d0 + j * 8 * 128, ok ? s0 + j * step : src + lc * 8, ok);
+    }
+  }
 }
 
 }  // namespace plx::cuda::detail

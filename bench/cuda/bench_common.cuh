@@ -38,6 +38,13 @@ inline void fill_bf16(void* p, size_t n, unsigned long long seed, float scale = 
   BCHECK(cudaGetLastError());
 }
 
+// The sequence lengths to run: `dflt`, or only PLX_BENCH_L (one length, e.g. to profile one
+// shape with ncu).
+inline std::vector<int> bench_lengths(std::vector<int> dflt) {
+  if (const char* e = std::getenv("PLX_BENCH_L")) return {std::atoi(e)};
+  return dflt;
+}
+
 // Median milliseconds per launch: `launch(i)` is captured `iters` times into one graph
 // (i = 0..iters-1, so it can rotate input sets), the graph is replayed `reps` times.
 inline double time_graph(const std::function<void(int, cudaStream_t)>& launch, int iters = 50, int reps = 9) {

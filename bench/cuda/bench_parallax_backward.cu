@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   BCHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("{\"device\": \"%s\", \"sms\": %d}\n", prop.name, prop.multiProcessorCount);
   const int B = 2, H = 8, D = 128;
-  std::vector<int> Ls = {2048, 8192};
+  std::vector<int> Ls = bench_lengths({2048, 8192});
   if (quick) Ls = {2048};
   for (int L : Ls)
     for (int plx : {1, 0}) {

@@ -28,7 +28,7 @@ int main() {
   BCHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("{\"device\": \"%s\", \"sms\": %d}\n", prop.name, prop.multiProcessorCount);
   const int B = 2, H = 8, D = 128;
-  for (int L : {2048, 8192})
+  for (int L : bench_lengths({2048, 8192}))
     for (int plx : {1, 0}) {
       const size_t e = size_t(B) * L * H * D;
       const size_t set_bytes = 2 * 5 * e;  // q, r, k, v, out
