@@ -107,14 +107,19 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
   const float qscale = p.scale * kLog2e;
   const int key_r0 = k0 + 16 * warp + (lane >> 2);  // this thread's keys: key_r0, key_r0 + 8
 
+  // Step s issues S^T, A^T, Z^T and waits for them, which also retires the dV, dK products of
+  // step s - 1: those run on the tensor cores while every warp crosses the barrier and issues
+  // step s (before, a wait right after them left the tensor cores idle until the next step's
+  // products; Nsight Compute put 17 % of the warp samples on that wait). Their A operands stay
+  // in registers until then, and step s + 1 is prefetched only after the wait, into the buffer
+  // they read.
+  std::uint32_t asw[BM / 16][4], agl[BM / 16][4], agu[PLX ? BM / 16 : 1][4];
   int hh = 0, qt = 0;  // this step's head offset and query tile
   for (int s = 0; s < nsteps; ++s) {
     const int buf = s & 1;
     const bool wrap = qt + 1 == nqt;
     const int nh = wrap ? hh + 1 : hh, nq = wrap ? 0 : qt + 1;  // step s + 1
-    if (s + 1 < nsteps) load_step(nh, nq, buf ^ 1);  // its buffer was last read by step s - 1
-    cp_async_commit();
-    cp_async_wait<1>();
+    cp_async_wait<0>();  // step s's tiles: the only group in flight
     fence_proxy_async();
     __syncthreads();
     const int q0 = i_lo + qt * BM;
@@ -132,11 +137,18 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
     fence_regs<NQT * 4>(&sT[0][0]);
     fence_regs<NQT * 4>(&aT[0][0]);
     if constexpr (PLX) fence_regs<NQT * 4>(&zT[0][0]);
+    fence_regs<NO * 4>(&dv[0][0]);
+    fence_regs<NO * 4>(&dk[0][0]);
+    fence_regs<BM / 4>(&asw[0][0]);
+    fence_regs<BM / 4>(&agl[0][0]);
+    if constexpr (PLX) fence_regs<BM / 4>(&agu[0][0]);
+    __syncthreads();  // every warp's dV, dK of step s - 1 are done with buffer buf ^ 1
+    if (s + 1 < nsteps) load_step(nh, nq, buf ^ 1);
+    cp_async_commit();
 
     // ---- elementwise: sT <- sw, aT <- gl, zT <- gu (thread rows = keys, columns = queries) ----
     key_step_weights<PLX, NQT, BM>(sT, zT, aT, rf, p, mk, q0, k0, BN, key_r0, lane, qscale);
     // ---- dv += SW^T dO, dk += GL^T Q (+ GU^T R): the query tiles read MN-major ----
-    std::uint32_t asw[BM / 16][4], agl[BM / 16][4], agu[PLX ? BM / 16 : 1][4];
     pack_tile<T, BM>(sT, asw);
     pack_tile<T, BM>(aT, agl);
     if constexpr (PLX) pack_tile<T, BM>(zT, agu);
@@ -147,11 +159,13 @@ __global__ void __launch_bounds__(128, 2) bwd_dkdv_wgmma_kernel(const BwdParams 
     wgmma_rs_n128<T, BM>(&dk[0][0], agl, qs);
     if constexpr (PLX) wgmma_rs_n128<T, BM>(&dk[0][0], agu, rs);
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs<NO * 4>(&dv[0][0]);
-    fence_regs<NO * 4>(&dk[0][0]);
-    __syncthreads();  // every warp is done with buf before step s + 2 overwrites it
   }
+  wgmma_wait<0>();
+  fence_regs<NO * 4>(&dv[0][0]);
+  fence_regs<NO * 4>(&dk[0][0]);
+  fence_regs<BM / 4>(&asw[0][0]);
+  fence_regs<BM / 4>(&agl[0][0]);
+  if constexpr (PLX) fence_regs<BM / 4>(&agu[0][0]);
   cp_async_wait<0>();
 
   // ---- epilogue: every key row < Lkv of the tile is written (zeros where no query sees it) ----

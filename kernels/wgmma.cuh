@@ -63,6 +63,11 @@ template <int N> __device__ __forceinline__ void fence_regs(float* d) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
+// The same for register A operands: an RS wgmma reads them until its wait, so they stay live.
+template <int N> __device__ __forceinline__ void fence_regs(std::uint32_t* d) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
 
 // D (64 x N, f32) = A B + (acc ? D : 0); A from descriptor da (K-major), B from db (K-major).
 template <class T, int N> __device__ void wgmma_ss(float* d, std::uint64_t da, std::uint64_t db, int acc);
