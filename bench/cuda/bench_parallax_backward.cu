@@ -19,6 +19,9 @@
 // | v2      | kernels/parallax_backward_wgmma.cu (default for D = 128): both tile passes on   | see docs/gpu-results.md   |
 // |         | wgmma (one warpgroup per block, 2 blocks/SM, 128B-swizzled cp.async tiles, 32-  | (fourth session); v1 is   |
 // |         | row query / key tiles), same deterministic structure and weights                | timed in the same run     |
+// | v2.1    | instruction diet from Nsight Compute profiles: descriptors as lo + offset,      | L=8192 Parallax bwd 4.84  |
+// |         | unpredicated tile loads, ex2.approx.ftz(-inf) masks, no divisions in the key    | -> 3.32 ms; fwd+bwd 2.34x |
+// |         | pass; its dV/dK retire at the next step's wait (docs/gpu-results.md, fifth)     | cuDNN (target 2.4x: met)  |
 #include <cmath>
 #include <cstring>
 #include <vector>

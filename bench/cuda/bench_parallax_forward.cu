@@ -15,6 +15,8 @@
 // |         | (64 rows) per block, 2 blocks/SM; wgmma m64n64k16 from 128B-swizzled smem   | L=8192 (v1 2.21 ms in    |
 // |         | (S, Z), m64n128k16 with P from registers and V transposed by its descriptor | the same run): 2.68x     |
 // |         | (P V), P V of tile t-1 issued with S(t), Z(t); cp.async, 2 stages; no TMA   | cuDNN (target 1.9x: gap) |
+// | v2.1    | descriptors as lo + constant offset, unpredicated cp.async for full tiles   | 1.16-1.21 ms: 2.4-2.5x   |
+// |         | (issue-bound: 934 -> 765 instructions per warp and 64x64 tile)              | cuDNN (gap)              |
 // Each run times v1 and v2 on the same inputs (AttnParams::forward_version); docs/gpu-results.md
 // has the variants tried on the way.
 #include <cmath>
