@@ -1,16 +1,16 @@
 // fast/attention_tiles.hpp — flash-style forward and backward drivers (one ISA per include).
 //
 // Charter: attention_forward_tiles streams key tiles of kBK against a query tile of up to
-// kBQ rows (q and r stacked as 2 kBQ lanes: one scores product gives q.k and r.k, one pv
-// product gives O1 and O2), with the online max of SPEC §4.1 in base 2 and the exact
+// kBQ rows (q and r stacked as 2 kBQ lanes: one scores product gives q.k and r.k, one pvt
+// product gives O1 and O2, accumulated transposed with the online rescale folded in), with the online max of SPEC §4.1 in base 2 and the exact
 // per-row shift z -> z - z0 of SPEC §7.1, z0 re-centred online on the running P1-weighted mean
 // of z (fast/lane_steps.hpp fwd_step; split-KV chunks re-centred in the combine). Memory:
 // per-thread tiles O((kBQ + kBK) D) plus the per-call packs below — never L x L. A single
 // query tile with more than kSplitKeys keys (decode) is split over KV into chunks of fixed
 // size and combined exactly (SPEC §6.2) in chunk order. Backward (SPEC §5.1/§5.2): one pass over query tiles; dk/dv
 // partials per (head, fixed chunk of query tiles) reduced in a fixed order: no atomics, so
-// results are bit-identical for any thread count. Forward calls with several query tiles pack
-// K and V per kv head once per call (O(L) memory). In the AMX build (PLX_FAST_AMX, bf16
+// results are bit-identical for any thread count. Forward and backward calls with several
+// query tiles pack K and V per kv head once per call (pack_kv, O(L) memory). In the AMX build (PLX_FAST_AMX, bf16
 // storage) the four products run on the tile unit (fast/amx_tiles.hpp) with 96-key tiles,
 // from bf16 K and V^T packed once per call, and the accumulators are kept transposed.
 #pragma once
@@ -44,16 +44,31 @@ template <class S, class A> inline void load_rows(const S* src, std::size_t ld, 
     for (int c = 0; c < w; ++c) d[c] = to_acc<A>(s[c]);
   }
 }
+// Request the cache lines of n rows of w elements (row stride ld) at once: rows 4 KiB apart
+// in the [B, L, H, D] layout are each a miss, and an element-wise copy waits for them in turn.
+template <class S> inline void prefetch_rows(const S* src, std::size_t ld, int n, int w) {
+  constexpr int step = int(64 / sizeof(S));
+  for (int j = 0; j < n; ++j)
+    for (int c = 0; c < w; c += step) __builtin_prefetch(src + std::size_t(j) * ld + c, 0, 3);
+}
 // Transposed copy: dst[c * ldd + j] = src[j][c] for j < n, c < w.
 template <class S, class A> inline void load_rows_t(const S* src, std::size_t ld, int n, int w, A* dst, int ldd) {
+  prefetch_rows(src, ld, n, w);
   for (int j = 0; j < n; ++j) {
     const S* s = src + std::size_t(j) * ld;
     for (int c = 0; c < w; ++c) dst[std::size_t(c) * ldd + j] = to_acc<A>(s[c]);
   }
 }
+// 16 partial sums in a fixed order (one running sum is a chain of n dependent adds; the
+// partial sums vectorise), then the tail, then the partials in order.
 template <class A, class B> inline A dot(const A* x, const B* y, int n) {
+  A part[16] = {};
+  int d = 0;
+  for (; d + 16 <= n; d += 16)
+    for (int l = 0; l < 16; ++l) part[l] += x[d + l] * to_acc<A>(y[d + l]);
   A s = 0;
-  for (int d = 0; d < n; ++d) s += x[d] * to_acc<A>(y[d]);
+  for (; d < n; ++d) s += x[d] * to_acc<A>(y[d]);
+  for (int l = 0; l < 16; ++l) s += part[l];
   return s;
 }
 
@@ -70,7 +85,7 @@ template <class S, class A> struct FwdTile {
   AmxPackedX X;
   const AmxKV* kv = nullptr;
   std::vector<std::uint16_t> Pb;  // [2][3][NQ / 16][512] weight tiles of one key tile
-  std::vector<float> Ot, alane, scratch;  // [Dvp][NQ] accumulators, per-lane rescale factors, 32 x 32
+  std::vector<float> alane, scratch;  // per-lane rescale factors, 32 x 32 (Ot: [Dvp][NQ] accumulators)
 #else
   static constexpr bool kAmx = false;
 #endif
@@ -82,8 +97,9 @@ template <class S, class A> struct FwdTile {
   const A* kpack = nullptr;
   int BQ, NQ, D, Dv;
   bool probe;
-  // thread-local buffers
-  std::vector<A> Qt, Kt, Vt, St, O, m, d1, d2, alpha, z0, dz;
+  // thread-local buffers; Ot [Dv][NQ] are the value accumulators with lanes contiguous (mk_pvt),
+  // transposed into O [NQ][Dv] at the end of run
+  avec<A> Qt, Kt, Vt, St, O, Ot, m, d1, d2, alpha, z0, dz;
   std::vector<int> lo, hi;
   FwdTile(const FwdArgs<S, A>& a_, int BQ_)
       : a(a_), p(*a_.p), BQ(BQ_), NQ(a_.r ? 2 * BQ_ : BQ_), D(a_.p->D), Dv(a_.p->Dv), probe(a_.r != nullptr) {
@@ -105,6 +121,7 @@ template <class S, class A> struct FwdTile {
       Qt.assign(std::size_t(D) * NQ, A(0));
       Kt.assign(std::size_t(kBK) * D, A(0));
       Vt.assign(std::size_t(kBK) * Dv, A(0));
+      Ot.assign(std::size_t(Dv) * NQ, A(0));
     }
   }
 #if defined(PLX_FAST_AMX)
@@ -112,6 +129,14 @@ template <class S, class A> struct FwdTile {
     if constexpr (kAmx) _tile_release();
   }
 #endif
+
+  // O = Ot^T in blocks of 16 lanes: one line of Ot per column feeds 16 rows of O that stay
+  // in L1 (a column walk over all NQ rows misses on every element).
+  void ot_to_o() {
+    for (int r0 = 0; r0 < NQ; r0 += 16)
+      for (int c = 0; c < Dv; ++c)
+        for (int rr = r0; rr < std::min(NQ, r0 + 16); ++rr) O[std::size_t(rr) * Dv + c] = Ot[std::size_t(c) * NQ + rr];
+  }
 
   // q.k and r.k of nkp key rows (row stride D) into St [key][NQ lanes]. Qt holds the q and r
   // lanes as two [D][BQ] blocks: one [D][NQ] block with rows 2 BQ floats apart put each
@@ -149,6 +174,7 @@ template <class S, class A> struct FwdTile {
       return;
     }
     std::fill(Qt.begin(), Qt.end(), A(0));
+    std::fill(Ot.begin(), Ot.end(), A(0));
     load_rows_t(qb + i0 * ldq, ldq, nr, D, Qt.data(), BQ);
     if (probe) load_rows_t(rb + i0 * ldq, ldq, nr, D, Qt.data() + std::size_t(D) * BQ, BQ);
     for (int j0 = U0; j0 < U1; j0 += kBK) {
@@ -167,21 +193,11 @@ template <class S, class A> struct FwdTile {
       }
       fwd_step<A>(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
                   d1.data(), d2.data(), alpha.data(), dz.data());
-      if (probe)  // re-centre O2 with the shift (fwd_step): O2 -= dz O1, before the rescale
-        for (int r = 0; r < BQ; ++r) {
-          if (dz[r] == A(0)) continue;
-          const A* o1 = O.data() + std::size_t(r) * Dv;
-          A* o2 = O.data() + std::size_t(BQ + r) * Dv;
-          for (int c = 0; c < Dv; ++c) o2[c] -= dz[r] * o1[c];
-        }
-      for (int r = 0; r < NQ; ++r) {
-        const A al = alpha[r % BQ];
-        if (al == A(1)) continue;
-        A* o = O.data() + std::size_t(r) * Dv;
-        for (int c = 0; c < Dv; ++c) o[c] *= al;
-      }
-      mk_pv<A>(St.data(), NQ, nk, NQ, Vp, Dv, Dv, O.data(), Dv);
+      // O2 <- alpha (O2 - dz O1) + P2 V, O1 <- alpha O1 + P1 V (the re-centre and rescale of
+      // fwd_step folded into the value product)
+      mk_pvt<A>(St.data(), NQ, BQ, probe ? BQ : -1, nk, Vp, Dv, Dv, Ot.data(), NQ, alpha.data(), dz.data());
     }
+    ot_to_o();
   }
 
 #if defined(PLX_FAST_AMX)
@@ -212,8 +228,7 @@ template <class S, class A> struct FwdTile {
       for (int l = 0; l < NQ; ++l) alane[l] = alpha[l % BQ];
       amx_pv(kv->vt(bg, j0), kv->ldvt, Pb.data(), nlb, Ot.data(), NQ, ncb, alane.data(), scratch.data());
     }
-    for (int rr = 0; rr < NQ; ++rr)
-      for (int c = 0; c < Dv; ++c) O[std::size_t(rr) * Dv + c] = Ot[std::size_t(c) * NQ + rr];
+    ot_to_o();
   }
 #endif
 };
@@ -416,6 +431,22 @@ void decode_splits(const FwdArgs<S, A>& a, int nsplit, int BQ, int NQ, std::vect
   }
 }
 
+// K and V of every kv head as contiguous rows [B][Hkv][Lkv][D or Dv] in A, made once per call
+// by the multi-tile forward and backward (see forward_impl).
+template <class S, class A>
+void pack_kv(const Problem& p, const S* k, const S* v, avec_noinit<A>& kpack, avec_noinit<A>& vpack) {
+  const int B = p.B, Hkv = p.Hkv, Lkv = p.Lkv, D = p.D, Dv = p.Dv;
+  vpack.resize(std::size_t(B) * Hkv * Lkv * Dv);
+  kpack.resize(std::size_t(B) * Hkv * Lkv * D);
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < long(B) * Hkv * Lkv; ++t) {
+    const int j = int(t % Lkv), g = int((t / Lkv) % Hkv), b = int(t / (long(Lkv) * Hkv));
+    const std::size_t src = (std::size_t(b) * Lkv + j) * Hkv + g;
+    for (int c = 0; c < Dv; ++c) vpack[std::size_t(t) * Dv + c] = to_acc<A>(v[src * Dv + c]);
+    for (int c = 0; c < D; ++c) kpack[std::size_t(t) * D + c] = to_acc<A>(k[src * D + c]);
+  }
+}
+
 template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
   const Problem& p = *a.p;
   const int B = p.B, Hq = p.Hq, Lq = p.Lq, Lkv = p.Lkv, Dv = p.Dv;
@@ -436,25 +467,14 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
   // FMA kernels with several query tiles: V and K packed per kv head and converted to A once
   // per call — O(L) memory (the size of V, K in A) instead of a conversion per (query tile, key
   // tile) — contiguous rows for the micro-kernels. The AMX build packs bf16 K and V^T instead.
-  std::vector<A> vpack, kpack;
+  avec_noinit<A> vpack, kpack;
   const bool tiled = !(nsplit > 1 && Lq == 1);  // else decode_splits
 #if defined(PLX_FAST_AMX)
   AmxKV kv;  // the AMX build packs K and V^T for every tiled call
   if constexpr (FwdTile<S, A>::kAmx)
     if (tiled) amx_pack_kv(kv, a.k, a.v, B, Lkv, p.Hkv, p.D, Dv);
 #endif
-  if (nqt > 1 && !FwdTile<S, A>::kAmx) {
-    const int Hkv = p.Hkv, D = p.D;
-    vpack.resize(std::size_t(B) * Hkv * Lkv * Dv);
-    kpack.resize(std::size_t(B) * Hkv * Lkv * D);
-#pragma omp parallel for schedule(static)
-    for (long t = 0; t < long(B) * Hkv * Lkv; ++t) {
-      const int j = int(t % Lkv), g = int((t / Lkv) % Hkv), b = int(t / (long(Lkv) * Hkv));
-      const std::size_t src = (std::size_t(b) * Lkv + j) * Hkv + g;
-      for (int c = 0; c < Dv; ++c) vpack[std::size_t(t) * Dv + c] = to_acc<A>(a.v[src * Dv + c]);
-      for (int c = 0; c < D; ++c) kpack[std::size_t(t) * D + c] = to_acc<A>(a.k[src * D + c]);
-    }
-  }
+  if (nqt > 1 && !FwdTile<S, A>::kAmx) pack_kv(p, a.k, a.v, kpack, vpack);
   if (nsplit > 1 && Lq == 1) {
     decode_splits(a, nsplit, BQ, NQ, ws_s, ws_o);
   } else {
@@ -563,10 +583,14 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
   const int BQ = std::min(kBQ, round_up(Lq, 16)), NQ = probe ? 2 * BQ : BQ, nqt = (Lq + BQ - 1) / BQ;
   const int NCH = std::max(1, std::min(nqt, (8 + B * Hq - 1) / (B * Hq)));  // chunks per head (not per thread)
   const std::size_t Lpad = std::size_t(Lkv) + 8;                             // nn writes whole groups of 4 rows
-  std::vector<A> pk(std::size_t(B) * Hq * NCH * Lpad * D, A(0)), pv(std::size_t(B) * Hq * NCH * Lpad * Dv, A(0));
+  avec<A> pk(std::size_t(B) * Hq * NCH * Lpad * D, A(0)), pv(std::size_t(B) * Hq * NCH * Lpad * Dv, A(0));
+  // K and V packed per kv head as in the forward: the tile copies from rows 4 KiB apart took
+  // ~9 % of the backward (one per query tile and key tile).
+  avec_noinit<A> kpack, vpack;
+  if (nqt > 1) pack_kv(p, a.k, a.v, kpack, vpack);
 #pragma omp parallel
   {
-    std::vector<A> Qt(std::size_t(D) * NQ), Qn(std::size_t(NQ) * D), dOt(std::size_t(Dv) * BQ),
+    avec<A> Qt(std::size_t(D) * NQ), Qn(std::size_t(NQ) * D), dOt(std::size_t(Dv) * BQ),
         dOn(std::size_t(BQ) * Dv), Kt(std::size_t(kBK) * D), Vt(std::size_t(kBK) * Dv),
         St(std::size_t(kBK) * NQ + kPvSlack), At(std::size_t(kBK) * BQ), W(std::size_t(kBK) * BQ),
         dQ(std::size_t(NQ + kPvSlack) * D);
@@ -608,18 +632,24 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
         load_rows(a.dO + ooff, ldo, nr, Dv, dOn.data(), Dv);
         for (int j0 = U0; j0 < U1; j0 += kBK) {
           const int nk = std::min(kBK, U1 - j0), nkp = round_up(nk, kMR), nk4 = round_up(nk, 4);
-          load_rows(kb + j0 * ldk, ldk, nk, D, Kt.data(), D);
-          std::fill(Kt.begin() + std::size_t(nk) * D, Kt.begin() + std::size_t(nkp) * D, A(0));
-          load_rows(vb + j0 * ldv, ldv, nk, Dv, Vt.data(), Dv);
-          std::fill(Vt.begin() + std::size_t(nk) * Dv, Vt.begin() + std::size_t(nkp) * Dv, A(0));
-          mk_scores<A>(Kt.data(), D, nkp, Qt.data(), BQ, BQ, D, St.data(), NQ);
-          if (probe) mk_scores<A>(Kt.data(), D, nkp, Qt.data() + std::size_t(D) * BQ, BQ, BQ, D, St.data() + BQ, NQ);
-          mk_scores<A>(Vt.data(), Dv, nkp, dOt.data(), BQ, BQ, Dv, At.data(), BQ);
+          const A *Kp = Kt.data(), *Vp = Vt.data();
+          if (!kpack.empty() && nk == nkp) {
+            Kp = kpack.data() + ((std::size_t(b) * Hkv + g) * Lkv + j0) * D;
+            Vp = vpack.data() + ((std::size_t(b) * Hkv + g) * Lkv + j0) * Dv;
+          } else {  // a partial tile: zero rows up to a whole block of kMR keys
+            load_rows(kb + j0 * ldk, ldk, nk, D, Kt.data(), D);
+            std::fill(Kt.begin() + std::size_t(nk) * D, Kt.begin() + std::size_t(nkp) * D, A(0));
+            load_rows(vb + j0 * ldv, ldv, nk, Dv, Vt.data(), Dv);
+            std::fill(Vt.begin() + std::size_t(nk) * Dv, Vt.begin() + std::size_t(nkp) * Dv, A(0));
+          }
+          mk_scores<A>(Kp, D, nkp, Qt.data(), BQ, BQ, D, St.data(), NQ);
+          if (probe) mk_scores<A>(Kp, D, nkp, Qt.data() + std::size_t(D) * BQ, BQ, BQ, D, St.data() + BQ, NQ);
+          mk_scores<A>(Vp, Dv, nkp, dOt.data(), BQ, BQ, Dv, At.data(), BQ);
           bwdq_step<A>(St.data(), NQ, At.data(), BQ, W.data(), nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(),
                        m2.data(), iv.data(), zb.data(), t1.data(), b1.data(), sc, tau);
           std::fill(St.begin() + std::size_t(nk) * NQ, St.begin() + std::size_t(nk4) * NQ, A(0));
           std::fill(W.begin() + std::size_t(nk) * BQ, W.begin() + std::size_t(nk4) * BQ, A(0));
-          mk_pv<A>(St.data(), NQ, nk, NQ, Kt.data(), D, D, dQ.data(), D);
+          mk_pv<A>(St.data(), NQ, nk, NQ, Kp, D, D, dQ.data(), D);
           mk_nn<A>(W.data(), BQ, BQ, nk4, dOn.data(), Dv, Dv, dV + std::size_t(j0) * Dv, Dv);
           mk_nn<A>(St.data(), NQ, NQ, nk4, Qn.data(), D, D, dK + std::size_t(j0) * D, D);
         }
