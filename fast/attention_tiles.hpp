@@ -84,7 +84,7 @@ template <class S, class A> struct FwdTile {
   static constexpr bool kAmx = std::is_same_v<S, std::uint16_t> && std::is_same_v<A, float>;
   AmxPackedX X;
   const AmxKV* kv = nullptr;
-  std::vector<std::uint16_t> Pb;  // [2][3][NQ / 16][512] weight tiles of one key tile
+  std::vector<std::uint16_t> Pb;  // [3][3][2][512] weight tiles of one key tile and lane pair
   std::vector<float> alane, scratch;  // per-lane rescale factors, 32 x 32 (Ot: [Dvp][NQ] accumulators)
 #else
   static constexpr bool kAmx = false;
@@ -109,9 +109,9 @@ template <class S, class A> struct FwdTile {
     lo.resize(BQ), hi.resize(BQ);
     if constexpr (kAmx) {
 #if defined(PLX_FAST_AMX)
-      static_assert(2 * kAmxKeys == kAmxTile && kBK == kAmxKeys, "AMX key tiles are two score calls of 48 keys");
+      static_assert(2 * kBK == kAmxTile && kBK == kAmxKeys, "St holds one AMX key tile");
       X.init(D, BQ, probe);
-      Pb.assign(std::size_t(kAmxSteps * 3) * (NQ / 16) * 512, 0);
+      Pb.assign(std::size_t(kAmxSteps * 3) * 2 * 512, 0);
       Ot.assign(std::size_t((Dv + 15) / 16 * 16) * NQ, 0.0f);
       alane.assign(NQ, 1.0f);
       scratch.assign(32 * 32, 0.0f);
@@ -201,7 +201,7 @@ template <class S, class A> struct FwdTile {
   }
 
 #if defined(PLX_FAST_AMX)
-  // The AMX key loop over 96-key tiles: scores (two amx_scores calls), the online step of the
+  // The AMX key loop over 96-key tiles: scores (amx_scores, 2 x 2 tile blocks), the online step of the
   // FMA path (fwd_step), the weights as tiles (amx_pack_p), and the value products merged into
   // the transposed accumulators with the rescale (amx_pv); O is the transpose of Ot at the end.
   void run_amx(int bg, const S* q, const A* r, std::size_t ldq, int nr, int U0, int U1, A sc) {
@@ -209,24 +209,19 @@ template <class S, class A> struct FwdTile {
     X.npq = amx_pack_lanes(X, 0, X.nlq, q, ldq, nr, D);
     if (probe) X.npr = amx_pack_lanes(X, X.nlq, X.nlr, r, ldq, nr, D);
     std::fill(Ot.begin(), Ot.end(), 0.0f);
-    for (int j0 = U0; j0 < U1; j0 += kAmxTile) {
+    // Key tiles start on multiples of 32 (the V^T pack is blocked by 32 keys, AmxKV): keys below
+    // U0 are masked for every lane by fwd_step and carry zero weights. For split-KV chunks the
+    // chunk start (a multiple of 512) bounds U0, so no key of another chunk enters.
+    for (int j0 = U0 / 32 * 32; j0 < U1; j0 += kAmxTile) {
       const int nk = std::min(kAmxTile, U1 - j0);
-      amx_scores(kv->k(bg, j0), kv->ldk, X, St.data(), NQ);
-      if (nk > kAmxKeys) amx_scores(kv->k(bg, j0 + kAmxKeys), kv->ldk, X, St.data() + std::size_t(kAmxKeys) * NQ, NQ);
+      amx_scores(kv->k(bg, j0), kv->ldk, X, St.data(), NQ, nk);
       fwd_step<A>(St.data(), NQ, nk, BQ, probe ? BQ : -1, j0, lo.data(), hi.data(), z0.data(), sc, m.data(),
                   d1.data(), d2.data(), alpha.data(), dz.data());
-      amx_pack_p(St.data(), NQ, nk, nlb, Pb.data());
-      if (probe)  // re-centre O2 with the shift (fwd_step): Ot2 -= dz Ot1, before the merge
-        for (int lb = 0; lb < BQ / 16; ++lb) {
-          const __m512 d = _mm512_loadu_ps(dz.data() + 16 * lb);
-          if (_mm512_cmpneq_ps_mask(d, _mm512_setzero_ps()) == 0) continue;
-          for (int c = 0; c < Dvp; ++c) {
-            float* o = Ot.data() + std::size_t(c) * NQ + 16 * lb;
-            _mm512_storeu_ps(o + BQ, _mm512_fnmadd_ps(d, _mm512_loadu_ps(o), _mm512_loadu_ps(o + BQ)));
-          }
-        }
-      for (int l = 0; l < NQ; ++l) alane[l] = alpha[l % BQ];
-      amx_pv(kv->vt(bg, j0), kv->ldvt, Pb.data(), nlb, Ot.data(), NQ, ncb, alane.data(), scratch.data());
+      std::copy(alpha.begin(), alpha.end(), alane.begin());
+      if (probe) std::copy(alpha.begin(), alpha.end(), alane.begin() + BQ);
+      // the re-centre of O2 with the shift (fwd_step), Ot2 -= dz Ot1, is done in the merge
+      amx_pv(kv->vt(bg, j0), St.data(), NQ, nk, Pb.data(), nlb, Ot.data(), NQ, ncb, alane.data(), dz.data(),
+             probe ? BQ / 16 : nlb, scratch.data());
     }
     ot_to_o();
   }
