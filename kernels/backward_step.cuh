@@ -102,17 +102,27 @@ template <bool PLX, int NTS>
 __device__ __forceinline__ void query_tile_weights(float (&s)[NTS][4], float (&z)[PLX ? NTS : 1][4],
                                                    const float (&a)[NTS][4], const QueryRows& q, int k0, bool full,
                                                    int lane, float qscale, float scale) {
+  // Masked scores become -inf in one pass taken only for tiles that are not full (one branch
+  // per tile); the weights then need no mask: exp2 of -inf is 0. A mask per element (`full ||
+  // in range`) compiled to a branch and a convergence barrier for each element, and its
+  // branch-free forms, or two copies of the loop, spilled 72-124 bytes here.
+  if (!full) {
+#pragma unroll
+    for (int n = 0; n < NTS; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int rr = e >> 1;
+        const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
+        if (!(key >= q.rlo[rr] && key < q.rhi[rr])) s[n][e] = -INFINITY;
+      }
+  }
 #pragma unroll
   for (int n = 0; n < NTS; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int rr = e >> 1;
-      const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
-      // Short-circuit on purpose: the branch-free forms (bitwise, or ranges widened for a full
-      // tile) and two copies of the loop (as in key_step_weights) spilled 72-124 bytes here.
-      const bool ok = full || (key >= q.rlo[rr] && key < q.rhi[rr]);
       const BwdWeights w = bwd_weights<PLX>(s[n][e], PLX ? z[n][e] : 0.f, a[n][e], q.lse2[rr], q.t[rr], q.b[rr], q.zb[rr],
-                                            ok, qscale, scale);
+                                            true, qscale, scale);
       s[n][e] = w.gl;
       if (PLX) z[n][e] = w.gu;
     }
