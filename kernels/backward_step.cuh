@@ -106,16 +106,7 @@ __device__ __forceinline__ void query_tile_weights(float (&s)[NTS][4], float (&z
   // per tile); the weights then need no mask: exp2 of -inf is 0. A mask per element (`full ||
   // in range`) compiled to a branch and a convergence barrier for each element, and its
   // branch-free forms, or two copies of the loop, spilled 72-124 bytes here.
-  if (!full) {
-#pragma unroll
-    for (int n = 0; n < NTS; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int rr = e >> 1;
-        const int key = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
-        if (!(key >= q.rlo[rr] && key < q.rhi[rr])) s[n][e] = -INFINITY;
-      }
-  }
+  if (!full) mask_outside<NTS>(s, k0 + (lane & 3) * 2, q.rlo, q.rhi);
 #pragma unroll
   for (int n = 0; n < NTS; ++n)
 #pragma unroll

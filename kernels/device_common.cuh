@@ -66,6 +66,22 @@ __device__ __forceinline__ float exp2_ftz(float x) {
   return y;
 }
 
+// Scores outside their row's allowed keys [lo, hi) set to -inf, for a tile in accumulator
+// layout (n8 tile i, element e: key key0 + 8 i + (e & 1), row e >> 1 of the thread's two rows;
+// key0 = the tile's first key + 2 (lane % 4)). Shared by the forward step and the backward's
+// query pass; callers skip it for tiles that every row allows whole.
+template <int NT>
+__device__ __forceinline__ void mask_outside(float (&s)[NT][4], int key0, const int (&lo)[2], const int (&hi)[2]) {
+#pragma unroll
+  for (int i = 0; i < NT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int rr = e >> 1;
+      const int key = key0 + i * 8 + (e & 1);
+      if (!(key >= lo[rr] && key < hi[rr])) s[i][e] = -INFINITY;
+    }
+}
+
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));

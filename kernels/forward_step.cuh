@@ -80,16 +80,7 @@ __device__ __forceinline__ TileFactors online_p1(float (&s)[NTS][4], RowState& s
   // The max is taken on the raw q.k (qscale > 0 keeps the order); the scaled logit and the
   // subtraction of the max are one fma inside the exponential.
   float mx[2] = {-INFINITY, -INFINITY};
-  if (!full) {
-#pragma unroll
-    for (int i = 0; i < NTS; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int rr = e >> 1;
-        const int key = key0 + i * 8 + (e & 1);
-        if (!(key >= rlo[rr] && key < rhi[rr])) s[i][e] = -INFINITY;
-      }
-  }
+  if (!full) mask_outside<NTS>(s, key0, rlo, rhi);
   {  // four independent chains per row instead of one of 2 NTS
     float acc[2][4] = {{-INFINITY, -INFINITY, -INFINITY, -INFINITY}, {-INFINITY, -INFINITY, -INFINITY, -INFINITY}};
 #pragma unroll
