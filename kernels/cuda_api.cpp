@@ -100,9 +100,11 @@ void check_params(const AttnParams& p, Op op) {
     need(p.num_splits == 1 || (p.workspace && reinterpret_cast<std::uintptr_t>(p.workspace) % 16 == 0), "workspace",
          "a 16-byte aligned workspace is needed when num_splits > 1");
   } else {
-    need(p.forward_version >= 0 && p.forward_version <= 2, "forward_version",
-         "must be 0 (default), 1 (mma.sync) or 2 (wgmma), got " + str(p.forward_version));
-    need(p.forward_version != 2 || p.D == 128, "forward_version", "2 (wgmma) supports D = 128 only, got D=" + str(p.D));
+    need(p.forward_version >= 0 && p.forward_version <= 3, "forward_version",
+         "must be 0 (default), 1 (mma.sync), 2 (wgmma) or 3 (TMA + wgmma), got " + str(p.forward_version));
+    need(p.forward_version < 2 || p.D == 128, "forward_version",
+         str(p.forward_version) + " (wgmma) supports D = 128 only, got D=" + str(p.D));
+    need(p.forward_flags >= -1 && p.forward_flags <= 63, "forward_flags", "must be -1 (default) or in [0, 63], got " + str(p.forward_flags));
     c.grid_dim(p.Hq, "Hq"), c.grid_dim(p.B, "B");
   }
   // Index arithmetic: per-row tensors use 64-bit offsets, element offsets are 64-bit.
@@ -166,8 +168,10 @@ CandidateResult forward(const Problem& pr, const Inputs& in) {
   p.mech = plx ? Mechanism::Parallax : Mechanism::Softmax;
   const Op op = pr.Lq == 1 ? Op::Decode : Op::Forward;
   io::DevBuf dws;
-  if (const char* v = std::getenv("PLX_CUDA_FORWARD_VERSION"); v && op == Op::Forward)
-    p.forward_version = std::atoi(v);  // tests run v1 and v2
+  // Test hook: the prefill kernel for D = 128 problems (v2 and v3 take no other D; D = 64 keeps v1).
+  if (const char* v = std::getenv("PLX_CUDA_FORWARD_VERSION"); v && op == Op::Forward && (p.D == 128 || std::atoi(v) == 1))
+    p.forward_version = std::atoi(v);
+  if (const char* v = std::getenv("PLX_CUDA_FORWARD_FLAGS"); v && op == Op::Forward) p.forward_flags = std::atoi(v);
   if (op == Op::Decode) {
     const int sms = io::multiprocessor_count();
     if (const char* v = std::getenv("PLX_CUDA_DECODE_VERSION")) p.decode_version = std::atoi(v);  // tests pick v2/v3

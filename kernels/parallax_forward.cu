@@ -179,8 +179,9 @@ template <class T> cudaError_t forward_by_dim(const AttnParams& p, cudaStream_t 
 }
 
 int launch_forward(const AttnParams& p, void* stream) {
-  const int version = p.forward_version != 0 ? p.forward_version : (p.D == 128 ? 2 : 1);
+  const int version = p.forward_version != 0 ? p.forward_version : (p.D == 128 ? 3 : 1);
   if (version == 2) return launch_forward_wgmma(p, stream);  // parallax_forward_wgmma.cu
+  if (version == 3) return launch_forward_tma(p, stream, p.forward_flags);  // parallax_forward_tma.cu
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   return int(p.dtype == ElemType::BF16 ? forward_by_dim<__nv_bfloat16>(p, st) : forward_by_dim<__half>(p, st));
 }

@@ -53,8 +53,11 @@ struct AttnParams {
                                // tuning: stacked rows for G <= 4, staged combine; env PLX_CUDA_DECODE_FLAGS, parallax_decode.cu); 2 = CUDA-core; 3 = tensor-core
   float* workspace = nullptr;  // device, >= decode_workspace_floats(p) floats when num_splits > 1
   // ---- prefill forward (Op::Forward) ------------------------------------------------------------
-  int forward_version = 0;     // 0 = default (v2 for D = 128, else v1); 1 = mma.sync (parallax_forward.cu);
-                               // 2 = wgmma, D = 128 only (parallax_forward_wgmma.cu); env PLX_CUDA_FORWARD_VERSION in cuda::forward
+  int forward_version = 0;     // 0 = default (v3 for D = 128, else v1); 1 = mma.sync (parallax_forward.cu);
+                               // 2 = wgmma, D = 128 only (parallax_forward_wgmma.cu); 3 = warp-specialized TMA + wgmma,
+                               // D = 128 only (parallax_forward_tma.cu); env PLX_CUDA_FORWARD_VERSION in cuda::forward
+  int forward_flags = -1;      // v3 variants (parallax_forward_tma.cu: 1 ping-pong, 2 heads-fastest grid, 4 three
+                               // stages); -1 = the default set; env PLX_CUDA_FORWARD_FLAGS in cuda::forward
 };
 
 // Split workspace of the decode (4-byte words): per (b, hq, split) m (base 2), d1, d2, z0 and

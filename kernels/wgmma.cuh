@@ -71,6 +71,10 @@ template <int N> __device__ __forceinline__ void fence_regs(std::uint32_t* d) {
 
 // D (64 x N, f32) = A B + (acc ? D : 0); A from descriptor da (K-major), B from db (K-major).
 template <class T, int N> __device__ void wgmma_ss(float* d, std::uint64_t da, std::uint64_t db, int acc);
+// D (64 x N, f32) = A B, D written without being read ("=f": the first step of a chain whose
+// accumulator registers held other values before; with "+f" ptxas counts those earlier
+// definitions as inputs and serializes the chain, warning C7513).
+template <class T, int N> __device__ void wgmma_ss_fresh(float* d, std::uint64_t da, std::uint64_t db);
 // D (64 x 128, f32) += A B; A = 4 registers (m16n8k16 A layout), B from db (MN-major, transposed).
 template <class T, int N> __device__ void wgmma_rs_tb(float* d, const std::uint32_t* a, std::uint64_t db);
 
@@ -138,6 +142,21 @@ template <> __device__ __forceinline__ void wgmma_rs_tb<__half, 128>(float* d, c
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
+template <> __device__ __forceinline__ void wgmma_ss_fresh<__nv_bfloat16, 64>(float* d, std::uint64_t da, std::uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
+      : "l"(da), "l"(db), "r"(0));
+}
+
+template <> __device__ __forceinline__ void wgmma_ss_fresh<__half, 64>(float* d, std::uint64_t da, std::uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
+      : "l"(da), "l"(db), "r"(0));
+}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 // One product with K = 128 (D) from shared memory: D (64 x N) = A B^T (+ nothing: the first step
@@ -152,6 +171,19 @@ __device__ __forceinline__ void wgmma_ss_k128(float* d, unsigned a, int a_rows, 
     const unsigned koff = (kk & 3) * 32;  // 16-element step inside the 128-byte row
     wgmma_ss<T, N>(d, desc_pack(la + (((kk >> 2) * a_rows * 128 + koff) >> 4), hi),
                    desc_pack(lb + (((kk >> 2) * b_rows * 128 + koff) >> 4), hi), kk > 0);
+  }
+}
+// wgmma_ss_k128 with the first step's accumulator write-only (wgmma_ss_fresh); N = 64.
+template <class T, int N>
+__device__ __forceinline__ void wgmma_ss_k128_fresh(float* d, unsigned a, int a_rows, unsigned b, int b_rows) {
+  const unsigned la = desc_lo(a, 16), lb = desc_lo(b, 16);
+  constexpr unsigned hi = desc_hi(1024);
+  wgmma_ss_fresh<T, N>(d, desc_pack(la, hi), desc_pack(lb, hi));
+#pragma unroll
+  for (int kk = 1; kk < 8; ++kk) {
+    const unsigned koff = (kk & 3) * 32;
+    wgmma_ss<T, N>(d, desc_pack(la + (((kk >> 2) * a_rows * 128 + koff) >> 4), hi),
+                   desc_pack(lb + (((kk >> 2) * b_rows * 128 + koff) >> 4), hi), 1);
   }
 }
 // D (64 x 128) += A B with A = K / 16 register fragments (64 x K) and B = the [2][K][64] tile at

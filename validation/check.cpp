@@ -2,9 +2,11 @@
 #include "validation/check.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "reference/all.hpp"
+#include "validation/conditioning.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 
@@ -37,9 +39,10 @@ template <class A> std::map<std::string, Tensor<double>> run_reference(const Pro
 }  // namespace
 
 std::map<std::string, Tensor<double>> same_precision_baseline(const Problem& p, const Inputs& in, DType X,
-                                                              bool gradients, std::string* note) {
+                                                              bool gradients, std::string* note, bool* fell_back) {
   std::map<std::string, Tensor<double>> r;
   std::string how;
+  if (fell_back) *fell_back = false;
   if (X == DType::F64) {
     r = run_reference<double>(p, in, gradients);
     how = "reference in float64 arithmetic (compensated key sums)";
@@ -52,6 +55,7 @@ std::map<std::string, Tensor<double>> same_precision_baseline(const Problem& p, 
       r = run_reference<double>(p, in, gradients);
       how = "reference in float64 arithmetic, outputs rounded to " + to_string(X) +
             " (the float32 reference failed: " + e.what() + ")";
+      if (fell_back) *fell_back = true;
     }
     for (auto& [n, t] : r)
       for (auto& x : t.data) x = round_to(X, x);
@@ -128,14 +132,24 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     if (name != "out") want_grads = true;
   }
   std::map<DType, std::map<std::string, Tensor<double>>> baselines;
+  std::map<DType, bool> fell_back;
+  std::map<DType, std::optional<ConditioningLimit>> cond;  // computed only where the baseline fell back
   for (const auto& name : checked_tensor_names()) {
     auto it = c.tensors.find(name);
     if (it == c.tensors.end()) continue;
     const CandidateTensor& ct = it->second;
     if (!baselines.count(ct.dtype)) {
       std::string note;
-      baselines[ct.dtype] = same_precision_baseline(fx.p, fx.in, ct.dtype, want_grads, &note);
+      bool fb = false;
+      baselines[ct.dtype] = same_precision_baseline(fx.p, fx.in, ct.dtype, want_grads, &note, &fb);
       res.notes.push_back(note);
+      fell_back[ct.dtype] = fb;
+      if (fb) {
+        std::string why_not;
+        cond[ct.dtype] = lla_conditioning_limit(fx.p, fx.in, ct.dtype, &why_not);
+        if (!cond[ct.dtype])
+          res.notes.push_back("no conditioning bound for " + to_string(ct.dtype) + " candidates: " + why_not);
+      }
     }
     Tolerance tol;
     if (abs_override.count(name)) {
@@ -148,7 +162,24 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     }
     const auto& base = baselines.at(ct.dtype);
     const Tensor<double>* b = base.count(name) ? &base.at(name) : nullptr;
-    res.reports.push_back(compare_tensor(name, ct.values, fx.truth.at(name).hi, ct.dtype, tol, b));
+    const bool overridden = abs_override.count(name) > 0;
+    const std::optional<ConditioningLimit>* cl = cond.count(ct.dtype) ? &cond.at(ct.dtype) : nullptr;
+    if (!overridden && name == "out" && cl && *cl) {  // no same-precision baseline: the conditioning bound
+      tol.why = (*cl)->why + "; floor: " + tol.why;
+      TensorReport rep = compare_tensor(name, ct.values, fx.truth.at(name).hi, ct.dtype, tol, b, &(*cl)->limit);
+      rep.rule = kRuleConditioning;
+      char buf[512];
+      std::snprintf(buf, sizeof buf,
+                    "out (%s) judged by the conditioning rule (the float32 same-precision baseline cannot run): "
+                    "max kappa(C + lambda I) = %.3g, largest per-row limit %.3g, worst error/limit %.3g",
+                    to_string(ct.dtype).c_str(), (*cl)->max_kappa, rep.limit, rep.worst_limit_ratio);
+      res.notes.push_back(buf);
+      res.reports.push_back(std::move(rep));
+      continue;
+    }
+    TensorReport rep = compare_tensor(name, ct.values, fx.truth.at(name).hi, ct.dtype, tol, b);
+    rep.rule = overridden ? kRuleOverride : fell_back.at(ct.dtype) ? kRuleFallback : kRuleBaseline;
+    res.reports.push_back(std::move(rep));
   }
   if (fx.reference_error.contains("max_rel"))
     res.notes.push_back("truth: reference in " + fx.scalar + ", its own error " +

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <sstream>
 
 namespace plx {
@@ -34,10 +35,14 @@ double ulp_in(DType t, double x) {
 }
 
 TensorReport compare_tensor(const std::string& name, const Tensor<double>& cand, const Tensor<double>& truth,
-                            DType dt, const Tolerance& tol, const Tensor<double>* baseline) {
+                            DType dt, const Tolerance& tol, const Tensor<double>* baseline,
+                            const Tensor<double>* elem_limit) {
   if (cand.shape != truth.shape)
     throw Error("compare '" + name + "': candidate shape " + shape_str(cand.shape) + " differs from truth " +
                 shape_str(truth.shape));
+  if (elem_limit && elem_limit->shape != truth.shape)
+    throw Error("compare '" + name + "': per-element limit shape " + shape_str(elem_limit->shape) +
+                " differs from truth " + shape_str(truth.shape));
   if (baseline && baseline->shape != truth.shape)
     throw Error("compare '" + name + "': baseline shape " + shape_str(baseline->shape) + " differs from truth " +
                 shape_str(truth.shape));
@@ -70,11 +75,33 @@ TensorReport compare_tensor(const std::string& name, const Tensor<double>& cand,
     r.baseline_max_abs = b;
   }
   const double floor = tol.abs_floor + tol.rel_floor * r.truth_max_abs;
-  r.limit = std::max(floor, r.baseline_max_abs ? tol.baseline_ratio * *r.baseline_max_abs : 0.0);
-  r.passed = r.nonfinite == 0 && r.max_abs <= r.limit;
+  auto limit_at = [&](std::size_t i) { return std::max(floor, elem_limit->data[i]); };
+  if (elem_limit) {  // per-element limits: pass iff every entry is within its own limit
+    r.per_element_limit = true;
+    r.limit = floor;
+    bool ok = true, have = false;
+    std::size_t wr = 0;
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+      const double li = limit_at(i);
+      r.limit = std::max(r.limit, li);
+      const double c = cand.data[i];
+      if (!std::isfinite(c)) continue;
+      const double e = std::fabs(c - truth.data[i]);
+      ok = ok && e <= li;
+      const double ratio = li > 0 ? e / li : (e > 0 ? std::numeric_limits<double>::infinity() : 0.0);
+      if (!have || ratio > r.worst_limit_ratio) r.worst_limit_ratio = ratio, wr = i, have = true;
+    }
+    if (have) r.worst_ratio_index = unflatten(wr, truth.shape);
+    r.passed = r.nonfinite == 0 && ok;
+  } else {
+    r.limit = std::max(floor, r.baseline_max_abs ? tol.baseline_ratio * *r.baseline_max_abs : 0.0);
+    r.passed = r.nonfinite == 0 && r.max_abs <= r.limit;
+    r.worst_limit_ratio = r.limit > 0 ? r.max_abs / r.limit : (r.max_abs > 0 ? std::numeric_limits<double>::infinity() : 0.0);
+    r.worst_ratio_index = r.worst_index;
+  }
   for (std::size_t i = 0; i < truth.size() && r.first_mismatches.size() < 5; ++i) {
     const double c = cand.data[i], t = truth.data[i];
-    if (!std::isfinite(c) || std::fabs(c - t) > r.limit) {
+    if (!std::isfinite(c) || std::fabs(c - t) > (elem_limit ? limit_at(i) : r.limit)) {
       char buf[160];
       std::snprintf(buf, sizeof buf, "%s: candidate %.9g vs truth %.17g", index_str(unflatten(i, truth.shape)).c_str(), c, t);
       r.first_mismatches.push_back(buf);
@@ -91,13 +118,19 @@ std::string format_report(const std::vector<TensorReport>& rs) {
   o << buf;
   for (const auto& r : rs) {
     std::string base = r.baseline_max_abs ? [&] { char b[32]; std::snprintf(b, sizeof b, "%.3g", *r.baseline_max_abs); return std::string(b); }() : "-";
-    std::string ratio = r.baseline_max_abs && *r.baseline_max_abs > 0
+    std::string ratio = r.baseline_max_abs && *r.baseline_max_abs > 0 && !r.per_element_limit  // per-element: see below
                             ? [&] { char b[32]; std::snprintf(b, sizeof b, "%.2f", r.max_abs / *r.baseline_max_abs); return std::string(b); }()
                             : "-";
     std::snprintf(buf, sizeof buf, "%-10s %-8s %10.3g %10.3g %10.3g %9.3g %10s %10.3g %8s  %s\n", r.name.c_str(),
                   to_string(r.dtype).c_str(), r.max_abs, r.max_rel, r.normwise_rel, r.max_ulp, base.c_str(), r.limit,
                   ratio.c_str(), r.passed ? "PASS" : "FAIL");
     o << buf;
+    if (!r.rule.empty() && r.rule != kRuleBaseline) o << "    rule: " << r.rule << "\n";  // the usual rule is not repeated
+    if (r.per_element_limit) {
+      std::snprintf(buf, sizeof buf, "    per-element limits (largest printed above): worst error/limit %.3g at %s\n",
+                    r.worst_limit_ratio, index_str(r.worst_ratio_index).c_str());
+      o << buf;
+    }
     if (!r.passed) {
       if (r.nonfinite)
         o << "    " << r.nonfinite << " non-finite candidate entries, first at " << index_str(r.first_nonfinite) << "\n";
@@ -119,6 +152,9 @@ nlohmann::json to_json(const TensorReport& r) {
                       {"max_ulp", r.max_ulp}, {"truth_max_abs", r.truth_max_abs}, {"worst_index", r.worst_index},
                       {"worst_candidate", r.worst_candidate}, {"worst_truth", r.worst_truth}, {"limit", r.limit},
                       {"passed", r.passed}, {"tolerance", r.tolerance_why}, {"first_mismatches", r.first_mismatches}};
+  j["worst_limit_ratio"] = r.worst_limit_ratio;
+  j["per_element_limit"] = r.per_element_limit;
+  if (!r.rule.empty()) j["rule"] = r.rule;
   if (r.nonfinite) j["first_nonfinite"] = r.first_nonfinite;
   if (r.baseline_max_abs) j["baseline_max_abs"] = *r.baseline_max_abs;
   return j;

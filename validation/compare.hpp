@@ -36,11 +36,23 @@ struct TensorReport {
   std::vector<std::size_t> worst_index;
   double worst_candidate = 0, worst_truth = 0;
   std::optional<double> baseline_max_abs;  // same-precision baseline's max abs error
-  double limit = 0;                        // the tolerance actually applied
+  double limit = 0;                        // the tolerance actually applied (per-element limits: their maximum)
   bool passed = false;
+  // Per-element limits (the conditioning rule, validation/conditioning.hpp): the largest
+  // |candidate - truth| / limit_i and where it is; for a scalar limit, max_abs / limit.
+  bool per_element_limit = false;
+  double worst_limit_ratio = 0;
+  std::vector<std::size_t> worst_ratio_index;
+  std::string rule;  // which rule set the limit: one of kRule* (check_candidate fills it; "" when called directly)
   std::string tolerance_why;
   std::vector<std::string> first_mismatches;  // "index: cand vs truth", up to 5
 };
+
+// TensorReport::rule values (check_candidate, validation/check.cpp).
+inline constexpr const char* kRuleBaseline = "same-precision baseline";  // 2x baseline error, or the floor
+inline constexpr const char* kRuleConditioning = "conditioning bound";   // validation/conditioning.hpp
+inline constexpr const char* kRuleFallback = "float64 fallback baseline (not a same-precision rule)";
+inline constexpr const char* kRuleOverride = "--tol override";
 
 // Multi-index of a flat position in a row-major shape.
 std::vector<std::size_t> unflatten(std::size_t flat, const std::vector<std::size_t>& shape);
@@ -49,8 +61,12 @@ std::string index_str(const std::vector<std::size_t>& idx);
 // ULP of x in dtype t (spacing of t's numbers at |x|; subnormal spacing near 0).
 double ulp_in(DType t, double x);
 
+// elem_limit (optional, truth's shape): a per-element limit replacing the baseline rule:
+// entry i passes when |candidate_i - truth_i| <= max(floor, elem_limit_i); the baseline, if
+// given, is still reported but sets no limit.
 TensorReport compare_tensor(const std::string& name, const Tensor<double>& candidate, const Tensor<double>& truth,
-                            DType cand_dtype, const Tolerance& tol, const Tensor<double>* baseline = nullptr);
+                            DType cand_dtype, const Tolerance& tol, const Tensor<double>* baseline = nullptr,
+                            const Tensor<double>* elem_limit = nullptr);
 
 std::string format_report(const std::vector<TensorReport>& rs);
 nlohmann::json to_json(const TensorReport& r);

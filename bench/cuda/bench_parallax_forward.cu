@@ -17,10 +17,16 @@
 // |         | (P V), P V of tile t-1 issued with S(t), Z(t); cp.async, 2 stages; no TMA   | cuDNN (target 1.9x: gap) |
 // | v2.1    | descriptors as lo + constant offset, unpredicated cp.async for full tiles   | 1.16-1.21 ms: 2.4-2.5x   |
 // |         | (issue-bound: 934 -> 765 instructions per warp and 64x64 tile)              | cuDNN (gap)              |
-// Each run times v1 and v2 on the same inputs (AttnParams::forward_version); docs/gpu-results.md
-// has the variants tried on the way.
+// | v3      | kernels/parallax_forward_tma.cu (default for D = 128): producer warpgroup  | 1.01-1.03 ms at L=8192:  |
+// |         | with TMA + mbarriers, 2 consumer warpgroups x 32 queries, q and r stacked   | 2.13x cuDNN (target 1.9x |
+// |         | in one A operand (one S|Z and one P V product per 128-key tile), setmaxnreg | not met), 1.05x FA2;     |
+// |         | 240; variants: ping-pong, heads-fastest grid, 3 consumers, 3 stages         | softmax 0.47 ms ~ cuDNN  |
+// Each run times v1, v2 and every v3 variant on the same inputs (AttnParams::forward_version,
+// forward_flags) plus the default dispatch; docs/gpu-results.md has the variants tried.
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "bench/cuda/bench_common.cuh"
 #include "kernels/launch.hpp"
@@ -51,19 +57,47 @@ int main() {
         return p;
       };
       const double flops = (plx ? 8.0 : 4.0) * B * H * D * double(L) * L / 2;
-      double ms[3] = {0, 0, 0};
-      for (int version : {1, 2})
-        ms[version] = time_graph(
+      auto run = [&](int version, int flags) {
+        return time_graph(
             [&](int i, cudaStream_t st) {
               plx::cuda::AttnParams p = params(i);
-              p.forward_version = version;
+              p.forward_version = version, p.forward_flags = flags;
               plx::cuda::launch(p, plx::cuda::Op::Forward, st);
             },
             L >= 8192 ? 10 : 20, 7);
+      };
+      // v3 variants (kernels_internal.hpp): 0 plain, 1 ping-pong, 2 heads-fastest grid, 4 three
+      // consumers, 8 three stages (two consumers), 16 look-ahead pipeline (two consumers), 32 Parallax d2
+      // from the reduced sums. 0 and 32 are timed twice (first and last) to see the drift.
+      std::vector<int> v3_flags = {0, 32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 24, 38, 0, 32};
+      if (const char* e = std::getenv("PLX_BENCH_FWD_FLAGS")) {  // e.g. "0,38,0,38": an interleaved A/B
+        v3_flags.clear();
+        for (const char* c = e; *c;) {
+          v3_flags.push_back(std::atoi(c));
+          while (*c && *c != ',') ++c;
+          if (*c) ++c;
+        }
+      }
+      std::string v3_json;
+      const double v1 = run(1, -1), v2 = run(2, -1);
+      std::string seen = ",";
+      for (int f : v3_flags) {
+        int n = 0;
+        for (std::size_t pos = seen.find("," + std::to_string(f) + ","); pos != std::string::npos;
+             pos = seen.find("," + std::to_string(f) + ",", pos + 1))
+          ++n;
+        const std::string key = std::to_string(f) + (n ? "_" + std::to_string(n + 1) : "");
+        seen += std::to_string(f) + ",";
+        char buf[80];
+        std::snprintf(buf, sizeof buf, "%s\"%s\": %.4f", v3_json.empty() ? "" : ", ", key.c_str(), run(3, f));
+        v3_json += buf;
+      }
+      const double v2b = run(2, -1), dflt = run(0, -1);  // v2 again (drift check) and the default dispatch
       std::printf("{\"bench\": \"forward\", \"mech\": \"%s\", \"B\": %d, \"H\": %d, \"L\": %d, \"D\": %d, \"causal\": true, "
-                  "\"v1_ms\": %.4f, \"v2_ms\": %.4f, \"v1_tflops\": %.1f, \"tflops\": %.1f}\n",
-                  plx ? "parallax" : "softmax", B, H, L, D, ms[1], ms[2], flops / (ms[1] * 1e-3) / 1e12,
-                  flops / (ms[2] * 1e-3) / 1e12);
+                  "\"v1_ms\": %.4f, \"v2_ms\": %.4f, \"v2_again_ms\": %.4f, \"default_ms\": %.4f, \"v3_ms\": {%s}, "
+                  "\"v1_tflops\": %.1f, \"tflops\": %.1f}\n",
+                  plx ? "parallax" : "softmax", B, H, L, D, v1, v2, v2b, dflt, v3_json.c_str(),
+                  flops / (v1 * 1e-3) / 1e12, flops / (dflt * 1e-3) / 1e12);
       std::fflush(stdout);
       BCHECK(cudaFree(pool));
     }

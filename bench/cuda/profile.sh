@@ -4,7 +4,7 @@
 # clocks left alone (--clock-control none, per the device notes), a text report of the details
 # page and the SASS source page with its stall samples (CSV). Results in $OUT/prof.
 # Usage on the device: PLX_PROF_BIN=<folder with bench_parallax_forward/backward> \
-#   bash bench/cuda/profile.sh [fwd] [fwd_softmax] [bwd] [cudnn] [L]
+#   bash bench/cuda/profile.sh [fwd] [fwd3] [fwd_softmax] [bwd] [cudnn] [L]
 set -u
 OUT=${OUT:-/tmp/plx_out}
 P=$OUT/prof; mkdir -p "$P"
@@ -23,6 +23,7 @@ prof() {  # name, kernel regex (demangled), command...
   grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|No Eligible|Stall" "$P/$name.details.txt" | head -30
 }
 [[ $what == *" fwd "* ]] && prof fwd_plx 'parallax_forward_wgmma_kernel<__nv_bfloat16, \(bool\)1>' $BIN/bench_parallax_forward
+[[ $what == *" fwd3 "* ]] && prof fwd3_plx 'parallax_forward_tma_kernel<__nv_bfloat16, \(bool\)1, \(int\)2, \(int\)2>' $BIN/bench_parallax_forward
 [[ $what == *" fwd_softmax "* ]] && prof fwd_softmax 'parallax_forward_wgmma_kernel<__nv_bfloat16, \(bool\)0>' $BIN/bench_parallax_forward
 [[ $what == *" bwd "* ]] && {
   prof bwd_kv_plx 'bwd_dkdv_wgmma_kernel<__nv_bfloat16, \(bool\)1>' $BIN/bench_parallax_backward

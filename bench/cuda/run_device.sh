@@ -3,7 +3,9 @@
 # (ours and the torch cuDNN / FlashAttention-2 baselines in the same run). Results in $OUT.
 # Expects the binaries and their non-system shared libraries in build-cuda/devbin (or $PLX_DEVBIN)
 # (bench/cuda/stage_devbin.sh makes it here). Usage on the device (docs/gpu.md):
-#   bash bench/cuda/run_device.sh [tests|sanitize|bench|bwd|all|lla]...   (lla only when named: <= 190 s)
+#   bash bench/cuda/run_device.sh [tests|sanitize|bench|bwd|all|lla|fwd]...   (lla, fwd only when named)
+# fwd: the prefill forward alone (v1, v2, every v3 variant): its tests, the whole GPU suite with
+# v3 as the forward, compute-sanitizer on a v3 case, the forward benchmark and cuDNN/FA2 (~150 s).
 set -u
 OUT=${OUT:-/tmp/plx_out}
 mkdir -p "$OUT"
@@ -49,6 +51,23 @@ if has bwd; then  # backward (issue 6 item 3): tests, sanitizer on a small case,
   for seed in 7 99; do  # other seeds last (the timed numbers above matter more if time runs out)
     echo "== backward tests PLX_SEED=$seed"; PLX_SEED=$seed timeout 60 $BIN/kernels_test_backward_gpu 2>&1 | tee -a "$OUT/bwd_tests.log" | grep -E "^\[  (PASSED|FAILED)|FAIL$|seed=" | tail -12
   done
+fi
+if [[ " $what " == *" fwd "* ]]; then
+  echo "== forward kernels v1, v2, v3 variants"
+  timeout 150 $BIN/kernels_test_parallax_gpu --gtest_filter='CudaForward.BothKernelsLongRows' 2>&1 | tee "$OUT/fwd_tests.log" |
+    grep -E "^\[  (PASSED|FAILED)|FAIL|Expected|v3" | tail -30
+  echo "== GPU suite with v3 as the forward"; PLX_CUDA_FORWARD_VERSION=3 timeout 200 $BIN/kernels_test_parallax_gpu 2>&1 |
+    tee -a "$OUT/fwd_tests.log" | grep -E "^\[  (PASSED|FAILED)|FAIL$" | tail -12
+  for tool in memcheck racecheck synccheck; do
+    echo "== compute-sanitizer $tool (v3 forward)"
+    PLX_CUDA_FORWARD_VERSION=3 PLX_CUDA_FORWARD_FLAGS=${PLX_SAN_FLAGS:-1} timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 \
+      $BIN/kernels_test_parallax_gpu --gtest_filter='CudaDeterminism.*' > "$OUT/fwd_sanitize_$tool.log" 2>&1
+    echo "rc=$?"; tail -3 "$OUT/fwd_sanitize_$tool.log"
+  done
+  if ! has bench; then  # (the bench section already timed every variant and all the baselines)
+    echo "== forward benchmark"; timeout 150 $BIN/bench_parallax_forward 2>&1 | tee "$OUT/bench_forward.jsonl"
+    PYTHONUNBUFFERED=1 timeout 90 python3 bench/cuda/torch_baselines.py --fwd 2>&1 | tee "$OUT/bench_torch.jsonl" | tail -6
+  fi
 fi
 if [[ " $what " == *" lla "* ]]; then  # LLA (issue 6 items 1, 4): tests, sanitizer on the small case, decode bench
   echo "== LLA tests (host checks + GPU vs reference)"

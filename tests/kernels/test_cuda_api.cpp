@@ -152,17 +152,33 @@ TEST(CudaApiCheck, DecodeSpecific) {
 
 TEST(CudaApiCheck, ForwardVersion) {
   AttnParams p = valid(Op::Forward);
-  p.forward_version = 3;
+  p.forward_version = 4;
   expect_error([&] { check_params(p, Op::Forward); }, "'forward_version'");
   p = valid(Op::Forward);
   p.forward_version = -1;
   expect_error([&] { check_params(p, Op::Forward); }, "'forward_version'");
-  p = valid(Op::Forward);
-  p.D = p.Dv = 64, p.forward_version = 2;  // the wgmma kernel is D = 128 only
-  p.q_head_stride = p.r_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = 64;
-  expect_error([&] { check_params(p, Op::Forward); }, "D = 128 only");
-  p.forward_version = 1;
-  EXPECT_NO_THROW(check_params(p, Op::Forward));
+  for (int v : {1, 2, 3}) {  // every kernel takes the valid D = 128 launch
+    p = valid(Op::Forward);
+    p.forward_version = v;
+    EXPECT_NO_THROW(check_params(p, Op::Forward)) << "version " << v;
+  }
+  for (int v : {2, 3}) {  // the wgmma kernels are D = 128 only
+    p = valid(Op::Forward);
+    p.D = p.Dv = 64, p.forward_version = v;
+    p.q_head_stride = p.r_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = 64;
+    expect_error([&] { check_params(p, Op::Forward); }, "D = 128 only");
+    p.forward_version = 1;
+    EXPECT_NO_THROW(check_params(p, Op::Forward));
+  }
+  p = valid(Op::Forward);  // v3 variant flags: -1 (default) or a 6-bit set
+  for (int f : {-2, 64}) {
+    p.forward_flags = f;
+    expect_error([&] { check_params(p, Op::Forward); }, "'forward_flags'");
+  }
+  for (int f : {-1, 0, 63}) {
+    p.forward_flags = f;
+    EXPECT_NO_THROW(check_params(p, Op::Forward)) << "flags " << f;
+  }
 }
 
 // launch() validates before touching CUDA: a bad launch is a plx::Error even without a device.

@@ -174,9 +174,12 @@ struct SplitEnv {  // force the decode split count through PLX_CUDA_SPLITS for o
   }
   ~SplitEnv() { unsetenv("PLX_CUDA_SPLITS"); }
 };
-struct ForwardVersionEnv {  // pick the prefill kernel (1 = mma.sync, 2 = wgmma) for one scope
-  explicit ForwardVersionEnv(int v) { setenv("PLX_CUDA_FORWARD_VERSION", std::to_string(v).c_str(), 1); }
-  ~ForwardVersionEnv() { unsetenv("PLX_CUDA_FORWARD_VERSION"); }
+struct ForwardVersionEnv {  // pick the prefill kernel (1 = mma.sync, 2 = wgmma, 3 = TMA + wgmma) for one scope
+  explicit ForwardVersionEnv(int v, int flags = -1) {
+    setenv("PLX_CUDA_FORWARD_VERSION", std::to_string(v).c_str(), 1);
+    if (flags >= 0) setenv("PLX_CUDA_FORWARD_FLAGS", std::to_string(flags).c_str(), 1);
+  }
+  ~ForwardVersionEnv() { unsetenv("PLX_CUDA_FORWARD_VERSION"), unsetenv("PLX_CUDA_FORWARD_FLAGS"); }
 };
 
 TEST(CudaDecode, EdgeLengthsGqaSplits) {
@@ -297,17 +300,23 @@ TEST(CudaForward, MasksGqaWindowsEmptyRows) {
   check_case(lr, "forward LargeR");
 }
 
-// Both prefill kernels (D = 128: v2 wgmma is the default, v1 mma.sync stays selectable) on
-// shapes that span several 128-row blocks and key tiles of either kernel: the diagonal tile
-// that only the lower warpgroup of a v2 block sees, the skipped tiles of a window, GQA with
-// Lq < Lkv (end-aligned offset not a multiple of a tile), empty leading rows (Lq > Lkv), a
-// ragged batch (start/used), fp16, and the hazard generators with the largest dynamic range.
+// The prefill kernels (D = 128: v1 mma.sync, v2 wgmma, v3 warp-specialized TMA + wgmma in
+// each of its variants) on shapes that span several blocks and key tiles of every kernel: the
+// diagonal tile that only the upper consumer of a v3 block needs (the lower one skips it and
+// still releases its stage), the skipped leading tiles of a window, GQA with Lq < Lkv
+// (end-aligned offset not a multiple of a tile), empty leading rows (Lq > Lkv), a ragged batch
+// (start/used: the last tile of a block is copied by the producer warp with the rows past
+// `used` zeroed), fp16, and the hazard generators with the largest dynamic range.
 TEST(CudaForward, BothKernelsLongRows) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device: forward kernels not run";
   std::uint64_t seed = test::seed() + 6000;
-  for (int version : {1, 2}) {
-    ForwardVersionEnv env(version);
-    const std::string v = " v" + std::to_string(version);
+  // v3 flags: 0 plain, 1 ping-pong, 2 heads-fastest grid, 4 three consumers (64-key tiles), 8 three
+  // stages (two consumers), 16 look-ahead pipeline, 32 Parallax d2 from the reduced sums; 7, 9, 18,
+  // 24, 38 combined.
+  for (auto [version, flags] : {std::pair{1, -1}, {2, -1}, {3, 0}, {3, 1}, {3, 2}, {3, 4}, {3, 7}, {3, 9}, {3, 16},
+                                {3, 18}, {3, 24}, {3, 32}, {3, 38}}) {
+    ForwardVersionEnv env(version, flags);
+    const std::string v = " v" + std::to_string(version) + (flags >= 0 ? " flags " + std::to_string(flags) : "");
     for (const char* member : {"parallax", "softmax"}) {
       Problem p = base_problem(member, DType::BF16, 128, 1, 4, 1, 700, 777, ++seed);  // MQA, Lq < Lkv
       check_case(p, std::string(member) + v + " 700x777 MQA");
