@@ -123,6 +123,7 @@ inline TensorReport check_forward(const Problem& p, const Inputs& in, const Cand
     for (double x : in.v.data) vmax = std::max(vmax, std::abs(x));
     if (o.diagnostics)
       for (double a : F.diag.at("alpha").data) gmax = std::max(gmax, std::abs(1 + a));
+    // Added to (not replacing) the accumulation term above: both roundings are present at once.
     tol.abs_floor += 4 * acc_u(p) * (std::sqrt(double(p.D)) + std::sqrt(double(p.Lkv))) * gmax * gmax * gmax * pmax *
                     kn * 2 * vmax;
     tol.why += "; + 4u(sqrt(D)+sqrt(Lkv)) gamma^3 |probe| |k| 2max|v| (rounding of z = probe.k)";
