@@ -10,6 +10,8 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <immintrin.h>
+
 #include <cstdint>
 #include <vector>
 
@@ -142,6 +144,44 @@ void BM_ReadBandwidth(benchmark::State& st) {
       benchmark::Counter(double(n) * sizeof(float) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The machine's fp32 FMA ceiling, measured in the same run: every thread runs chains of
+// independent 16-lane FMAs (12 accumulators: more than latency 4 x 2 FMA ports, so the ports,
+// not the dependency chains, bound it). Counts 2 flops per lane per FMA. With it the speed
+// tables can say how far a kernel is from what fp32 FMA arithmetic allows on this host at
+// this moment (the shared host's rate drifts by ~40 % between windows), and it bounds any fp32
+// FMA Parallax from below: 8 H L^2 D / 2 flops (q.k, r.k, P1 V, P2 V) / this rate.
+__attribute__((target("avx512f,fma"))) float fma_chains_avx512(long iters) {
+  __m512 acc[12];  // fully unrolled below, so the array lives in registers
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(1.0f + 1e-3f * float(i));
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  __m512 s = acc[0];
+#pragma GCC unroll 12
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+void BM_FmaPeak(benchmark::State& st) {
+  const int threads = int(st.range(0));
+  omp_set_num_threads(threads);
+  if (!__builtin_cpu_supports("avx512f")) {
+    st.SkipWithError("no AVX-512F on this CPU: the FMA peak loop is AVX-512 only");
+    return;
+  }
+  const long iters = 2000000;  // 12 x 2e6 FMAs x 32 flops = 0.77 GFLOP per thread per call
+  for (auto _ : st) {
+    float total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    total += fma_chains_avx512(iters);
+    benchmark::DoNotOptimize(total);
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(double(threads) * iters * 12 * 32 * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void fwd_args_list(benchmark::internal::Benchmark* b) {
   for (int L : {1024, 2048, 4096, 8192}) b->Args({L, 2});
   b->Args({4096, 1});
@@ -171,6 +211,7 @@ BENCHMARK(BM_ParallaxBwdF32)->Args({4096, 2})->Unit(benchmark::kMillisecond)->Us
 BENCHMARK(BM_SoftmaxBwdF32)->Args({4096, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_DecodeF32)->Args({16384, 2})->Args({16384, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_DecodeBF16)->Args({16384, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_FmaPeak)->Arg(2)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ReadBandwidth)->Args({16384, 2, 4})->Args({16384, 1, 4})->Args({16384, 2, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 BENCHMARK_MAIN();
