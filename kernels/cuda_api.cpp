@@ -114,6 +114,10 @@ void check_params(const AttnParams& p, Op op) {
 void launch(const AttnParams& p, Op op, void* stream) {
   check_params(p, op);
   const int e = op == Op::Decode ? detail::launch_decode(p, stream) : detail::launch_forward(p, stream);
+  if (op == Op::Forward && p.forward_version == 3 && e == int(cudaErrorNotSupported))
+    throw Error("forward_version 3 (TMA) needs tensor maps of K and V, and the CUDA driver has no "
+                "cuTensorMapEncodeTiled (or rejected these tensors); nothing was launched. Use forward_version 0 "
+                "(the default, which then runs v2) or 2");
   io::check(e, op == Op::Decode ? "decode launch" : "forward launch");
 }
 

@@ -32,6 +32,22 @@ __device__ __forceinline__ void cp_async16_shared(unsigned s, const void* gmem) 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// One key tile of K and V by the NT threads of a block: rows k0 .. k0 + ROWS - 1 of each head
+// (element row strides k_rs, v_rs; CH 16-byte chunks per row) into Kd / Vd (row pitch RS
+// elements). Rows at or past `hi` are zero-filled; their source address is row `safe` (in
+// bounds, not read), so no pointer ever points outside the tensors.
+template <int ROWS, int CH, int RS, int NT, class T>
+__device__ __forceinline__ void cp_async_kv_tile(T* Kd, T* Vd, const T* kbase, const T* vbase, long long k_rs,
+                                                 long long v_rs, int k0, int hi, int safe, int tid) {
+  for (int idx = tid; idx < ROWS * CH; idx += NT) {
+    const int row = idx / CH, c = idx % CH, key = k0 + row;
+    const bool ok = key < hi;
+    const long long kk = ok ? key : safe;
+    cp_async16(Kd + row * RS + c * 8, kbase + kk * k_rs + c * 8, ok);
+    cp_async16(Vd + row * RS + c * 8, vbase + kk * v_rs + c * 8, ok);
+  }
+}
+
 template <class T> struct Pack;
 template <> struct Pack<__nv_bfloat16> {
   static __device__ __forceinline__ float2 to_float2(std::uint32_t u) {

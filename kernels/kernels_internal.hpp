@@ -14,6 +14,11 @@ int forward_smem(int D, bool parallax);                 // dynamic smem bytes of
 int launch_forward_wgmma(const AttnParams& p, void* stream);  // kernels/parallax_forward_wgmma.cu (v2, D = 128)
 int forward_wgmma_smem(bool parallax);                  // dynamic smem bytes of the v2 forward kernel
 int launch_forward_tma(const AttnParams& p, void* stream, int flags);  // kernels/parallax_forward_tma.cu (v3, D = 128; flags < 0: default)
+// launch_forward_tma's result when the K/V tensor maps could not be made (the driver has no
+// cuTensorMapEncodeTiled, or it rejects the tensors; test hook: env PLX_CUDA_NO_TENSOR_MAPS=1
+// acts as the former). Nothing was launched: launch_forward then runs v2 for the default
+// version and reports cudaErrorNotSupported for an explicit forward_version = 3.
+constexpr int kForwardNoTensorMaps = -1;
 // v3 variants (AttnParams::forward_flags): ping-pong of the consumers' product issue, a heads-fastest
 // grid, three consumer warpgroups (64-key tiles) instead of two (128-key tiles), three K/V stages
 // instead of two (two consumers), the look-ahead pipeline (two consumers, 64-key tiles, S(t + 1) in

@@ -301,15 +301,8 @@ __global__ void __launch_bounds__(128) bwd_dqdr_kernel(const BwdParams p) {
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + (long long)hk * p.v_head_stride;
   auto load_tile = [&](int t, int buf) {
-    const int k0 = kv_lo + t * BN;
-    for (int idx = tid; idx < BN * CH; idx += NT) {
-      const int row = idx / CH, c = idx % CH;
-      const int key = k0 + row;
-      const bool ok = key < kv_hi;
-      const long long kk = ok ? key : kv_lo;
-      cp_async16(Ks + (buf * BN + row) * RS + c * 8, kbase + kk * p.k_row_stride + c * 8, ok);
-      cp_async16(Vs + (buf * BN + row) * RS + c * 8, vbase + kk * p.v_row_stride + c * 8, ok);
-    }
+    cp_async_kv_tile<BN, CH, RS, NT>(Ks + buf * BN * RS, Vs + buf * BN * RS, kbase, vbase, p.k_row_stride,
+                                     p.v_row_stride, kv_lo + t * BN, kv_hi, kv_lo, tid);
   };
   if (ntiles > 0) load_tile(0, 0);
   cp_async_commit();

@@ -91,15 +91,8 @@ __global__ void __launch_bounds__(kDecThreads) parallax_decode_kernel(const Attn
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
   auto load_tile = [&](int t, int buf) {
-    const int k0 = c_lo + t * TK;
-    for (int idx = tid; idx < TK * CH; idx += NT) {
-      const int row = idx / CH, c = idx % CH;
-      const int key = k0 + row;
-      const bool ok = key < c_hi;
-      const long long off = (long long)(ok ? key : c_lo) * 1;  // pointer stays in bounds when !ok
-      cp_async16(Ks + (buf * TK + row) * RS + c * 8, kbase + off * p.k_row_stride + c * 8, ok);
-      cp_async16(Vs + (buf * TK + row) * RS + c * 8, vbase + off * p.v_row_stride + c * 8, ok);
-    }
+    cp_async_kv_tile<TK, CH, RS, NT>(Ks + buf * TK * RS, Vs + buf * TK * RS, kbase, vbase, p.k_row_stride,
+                                     p.v_row_stride, c_lo + t * TK, c_hi, c_lo, tid);
   };
   if (ntiles > 0) load_tile(0, 0);
   cp_async_commit();
@@ -436,15 +429,8 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
   auto load_tile = [&](int t, int buf) {
-    const int k0 = c_lo + t * TK;
-    for (int idx = tid; idx < TK * CH; idx += NT) {
-      const int row = idx / CH, c = idx % CH;
-      const int key = k0 + row;
-      const bool ok = key < c_hi;
-      const long long kk = ok ? key : c_lo;
-      cp_async16(Ks + (buf * TK + row) * RS + c * 8, kbase + kk * p.k_row_stride + c * 8, ok);
-      cp_async16(Vs + (buf * TK + row) * RS + c * 8, vbase + kk * p.v_row_stride + c * 8, ok);
-    }
+    cp_async_kv_tile<TK, CH, RS, NT>(Ks + buf * TK * RS, Vs + buf * TK * RS, kbase, vbase, p.k_row_stride,
+                                     p.v_row_stride, c_lo + t * TK, c_hi, c_lo, tid);
   };
   if (ntiles > 0) load_tile(0, 0);
   if (STK) {

@@ -69,15 +69,8 @@ __global__ void __launch_bounds__(128) parallax_forward_kernel(const AttnParams 
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
   auto load_tile = [&](int t, int buf) {
-    const int k0 = kv_lo + t * BN;
-    for (int idx = tid; idx < BN * CH; idx += NT) {
-      const int row = idx / CH, c = idx % CH;
-      const int key = k0 + row;
-      const bool ok = key < kv_hi;
-      const long long kk = ok ? key : kv_lo;
-      cp_async16(Ks + (buf * BN + row) * RS + c * 8, kbase + kk * p.k_row_stride + c * 8, ok);
-      cp_async16(Vs + (buf * BN + row) * RS + c * 8, vbase + kk * p.v_row_stride + c * 8, ok);
-    }
+    cp_async_kv_tile<BN, CH, RS, NT>(Ks + buf * BN * RS, Vs + buf * BN * RS, kbase, vbase, p.k_row_stride,
+                                     p.v_row_stride, kv_lo + t * BN, kv_hi, kv_lo, tid);
   };
   if (ntiles > 0) load_tile(0, 0);
   cp_async_commit();
@@ -181,7 +174,13 @@ template <class T> cudaError_t forward_by_dim(const AttnParams& p, cudaStream_t 
 int launch_forward(const AttnParams& p, void* stream) {
   const int version = p.forward_version != 0 ? p.forward_version : (p.D == 128 ? 3 : 1);
   if (version == 2) return launch_forward_wgmma(p, stream);  // parallax_forward_wgmma.cu
-  if (version == 3) return launch_forward_tma(p, stream, p.forward_flags);  // parallax_forward_tma.cu
+  if (version == 3) {  // parallax_forward_tma.cu
+    const int e = launch_forward_tma(p, stream, p.forward_flags);
+    if (e != kForwardNoTensorMaps) return e;
+    // No tensor maps, nothing launched: the default takes v2 (the same products and online
+    // re-centring, with cp.async loads instead of TMA); an explicit request for v3 fails.
+    return p.forward_version == 0 ? launch_forward_wgmma(p, stream) : int(cudaErrorNotSupported);
+  }
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   return int(p.dtype == ElemType::BF16 ? forward_by_dim<__nv_bfloat16>(p, st) : forward_by_dim<__half>(p, st));
 }

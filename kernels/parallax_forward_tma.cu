@@ -29,6 +29,7 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/device_common.cuh"
@@ -279,35 +280,29 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     if (threadIdx.x >= 32) return;
     const int lane = threadIdx.x;
     if (lane == 0) tma_prefetch_map(&kmap), tma_prefetch_map(&vmap);
+    const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
+    const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
     int s = 0, round = 0;
     for (int t = 0; t < ntiles; ++t) {
       const int row0 = kv_lo + t * BN;
       const bool partial = row0 + BN > kv_hi;
-      const unsigned kd = ks0 + s * C::kv_bytes, vd = vs0 + s * C::kv_bytes;
-      mbar_wait(empty_k(s), (round & 1) ^ 1);
-      if (!partial) {
-        if (lane == 0) {
-          mbar_arrive_expect_tx(full_k(s), C::kv_bytes);
-          tma_load_4d(kd, &kmap, 0, row0, hk, b, full_k(s));
-          tma_load_4d(kd + BN * 128, &kmap, 64, row0, hk, b, full_k(s));
+      // One operand (K, then V) into stage s: two 64-column TMA boxes, or, for the tile that
+      // reaches past kv_hi, a copy by this warp with the rows past kv_hi zeroed.
+      auto fill = [&](unsigned full, unsigned empty, unsigned dst, const CUtensorMap* map, const T* src, long long row_stride) {
+        mbar_wait(empty, (round & 1) ^ 1);
+        if (!partial) {
+          if (lane == 0) {
+            mbar_arrive_expect_tx(full, C::kv_bytes);
+            tma_load_4d(dst, map, 0, row0, hk, b, full);
+            tma_load_4d(dst + BN * 128, map, 64, row0, hk, b, full);
+          }
+        } else {
+          warp_copy_tile<BN>(dst, src, row_stride, row0, kv_hi, lane);
+          if (lane == 0) mbar_arrive(full);
         }
-      } else {
-        const T* kbase = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
-        warp_copy_tile<BN>(kd, kbase, p.k_row_stride, row0, kv_hi, lane);
-        if (lane == 0) mbar_arrive(full_k(s));
-      }
-      mbar_wait(empty_v(s), (round & 1) ^ 1);
-      if (!partial) {
-        if (lane == 0) {
-          mbar_arrive_expect_tx(full_v(s), C::kv_bytes);
-          tma_load_4d(vd, &vmap, 0, row0, hk, b, full_v(s));
-          tma_load_4d(vd + BN * 128, &vmap, 64, row0, hk, b, full_v(s));
-        }
-      } else {
-        const T* vbase = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
-        warp_copy_tile<BN>(vd, vbase, p.v_row_stride, row0, kv_hi, lane);
-        if (lane == 0) mbar_arrive(full_v(s));
-      }
+      };
+      fill(full_k(s), empty_k(s), ks0 + s * C::kv_bytes, &kmap, kbase, p.k_row_stride);
+      fill(full_v(s), empty_v(s), vs0 + s * C::kv_bytes, &vmap, vbase, p.v_row_stride);
       if (++s == NS) s = 0, ++round;
     }
     return;
@@ -517,7 +512,9 @@ cudaError_t encode_map_bhl128(CUtensorMap* map, const void* base, bool bf16, lon
     }
     return reinterpret_cast<Encode>(f);
   }();
-  if (!encode) return cudaErrorInvalidValue;
+  // Test hook: PLX_CUDA_NO_TENSOR_MAPS=1 behaves like a driver without cuTensorMapEncodeTiled.
+  const char* no_maps = std::getenv("PLX_CUDA_NO_TENSOR_MAPS");
+  if (!encode || (no_maps && no_maps[0] == '1')) return cudaErrorNotSupported;
   // A dimension of extent 1 is never stepped over; give it a stride TMA accepts (a multiple of
   // 16 bytes, non-zero) when the caller's is 0.
   const long long rsb = row_stride * 2;
@@ -533,14 +530,14 @@ cudaError_t encode_map_bhl128(CUtensorMap* map, const void* base, bool bf16, lon
 }
 
 template <class T, bool PLX, int NC, int NS, bool LA = false>
-cudaError_t forward_tma_dispatch(const AttnParams& p, int flags, cudaStream_t st) {
+int forward_tma_dispatch(const AttnParams& p, int flags, cudaStream_t st) {
   using C = TmaCfg<PLX, NC, NS, LA>;
   const bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   CUtensorMap km, vm;
   cudaError_t e = encode_map_bhl128(&km, p.k, bf16, p.Lkv, p.Hkv, p.B, p.k_row_stride, p.k_head_stride, p.k_batch_stride, C::BN);
   if (e == cudaSuccess)
     e = encode_map_bhl128(&vm, p.v, bf16, p.Lkv, p.Hkv, p.B, p.v_row_stride, p.v_head_stride, p.v_batch_stride, C::BN);
-  if (e != cudaSuccess) return e;
+  if (e != cudaSuccess) return kForwardNoTensorMaps;  // cudaErrorNotSupported / InvalidValue: nothing launched
   auto kern = parallax_forward_tma_kernel<T, PLX, NC, NS, LA>;
   e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::bytes);
   if (e != cudaSuccess) return e;

@@ -5,7 +5,8 @@
 // bar.arrive with a thread count, setmaxnreg) and the host-side encoding of a 4-D tiled tensor
 // map ([B][L][H][128] 16-bit elements, 64-column boxes, 128-byte swizzle: the tile layout of
 // kernels/wgmma.cuh). The driver's cuTensorMapEncodeTiled is fetched through the runtime's
-// entry-point query, so nothing links against libcuda. Nothing here launches.
+// entry-point query, so nothing links against libcuda; where the driver lacks it the default
+// forward falls back to v2 (kernels_internal.hpp, kForwardNoTensorMaps). Nothing here launches.
 #pragma once
 #include <cuda.h>  // CUtensorMap and its enums (types only)
 #include <cuda_runtime.h>
@@ -66,8 +67,8 @@ template <int N> __device__ __forceinline__ void regs_inc() { asm volatile("setm
 // ---- host side ----
 // Encodes the map of a [B][L][H][128] tensor of 16-bit elements (element strides row, head,
 // batch; the feature axis contiguous) with boxes of 64 columns x box_rows rows x 1 head x 1
-// batch, 128-byte swizzle. Returns cudaErrorInvalidValue when the driver has no
-// cuTensorMapEncodeTiled or rejects the tensor (TMA needs a 16-byte aligned base and strides
+// batch, 128-byte swizzle. Returns cudaErrorNotSupported when the driver has no
+// cuTensorMapEncodeTiled (or env PLX_CUDA_NO_TENSOR_MAPS=1), cudaErrorInvalidValue when it rejects the tensor (TMA needs a 16-byte aligned base and strides
 // that are multiples of 16 bytes below 2^40; check_params already demands the alignment).
 cudaError_t encode_map_bhl128(CUtensorMap* map, const void* base, bool bf16, long long L, long long H, long long B,
                               long long row_stride, long long head_stride, long long batch_stride, int box_rows);

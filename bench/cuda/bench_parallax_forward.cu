@@ -78,6 +78,18 @@ int main() {
           if (*c) ++c;
         }
       }
+      if (const char* e = std::getenv("PLX_BENCH_FWD_DEFAULT_ONLY"); e && e[0] == '1') {
+        // Only the default dispatch, timed first in a fresh process (bench/cuda/fwd_ab.sh alternates
+        // this with the torch baselines, process by process, so neither side is timed later in a
+        // long run than the other).
+        const double dflt = run(0, -1);
+        std::printf("{\"bench\": \"forward_default\", \"mech\": \"%s\", \"B\": %d, \"H\": %d, \"L\": %d, \"D\": %d, "
+                    "\"causal\": true, \"default_ms\": %.4f, \"tflops\": %.1f}\n",
+                    plx ? "parallax" : "softmax", B, H, L, D, dflt, flops / (dflt * 1e-3) / 1e12);
+        std::fflush(stdout);
+        BCHECK(cudaFree(pool));
+        continue;
+      }
       std::string v3_json;
       const double v1 = run(1, -1), v2 = run(2, -1);
       std::string seen = ",";

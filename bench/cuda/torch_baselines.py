@@ -9,7 +9,8 @@
 # Also softmax forward + backward (--bwd: only those), for the backward target; --fwd: only the
 # prefill forward baselines.
 # Prints one JSON line per measurement.
-import json, sys, torch
+import json
+import os, sys, torch
 from torch.nn.attention import sdpa_kernel, SDPBackend
 import torch.nn.functional as F
 
@@ -131,9 +132,9 @@ if __name__ == "__main__":
         for L in ((2048,) if quick else (2048, 8192)):
             run_fwdbwd(2, 8, L, 128, True, 20 if L == 2048 else 10)
         sys.exit(0)
-    if "--fwd" in sys.argv:  # only the prefill forward baselines
+    if "--fwd" in sys.argv:  # only the prefill forward baselines (env PLX_BENCH_L: one length)
         print(json.dumps({"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "device": props.name}))
-        for L in (2048, 8192):
+        for L in ((int(os.environ["PLX_BENCH_L"]),) if os.environ.get("PLX_BENCH_L") else (2048, 8192)):
             run("forward", 2, 8, 8, L, L, 128, True, 20 if L == 2048 else 10)
         sys.exit(0)
     print(json.dumps({"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "device": props.name}))

@@ -337,6 +337,42 @@ TEST(CudaForward, BothKernelsLongRows) {
   }
 }
 
+// Without tensor maps (a CUDA driver lacking cuTensorMapEncodeTiled, simulated by the env hook
+// PLX_CUDA_NO_TENSOR_MAPS=1) the default D = 128 forward must run v2: its output is bitwise v2's
+// (and passes the rule), while an explicit request for v3 is a clear plx::Error, not a launch of
+// a kernel with garbage maps.
+TEST(CudaForward, FallbackWithoutTensorMaps) {
+  if (skip_without_device()) GTEST_SKIP() << "no CUDA device";
+  std::uint64_t seed = test::seed() + 6500;
+  for (const char* member : {"parallax", "softmax"}) {
+    Problem p = base_problem(member, DType::BF16, 128, 2, 4, 2, 300, 333, ++seed);
+    const Inputs in = make_inputs(p);
+    CandidateResult v2;
+    {
+      ForwardVersionEnv env(2);
+      v2 = cuda::forward(p, in);
+    }
+    setenv("PLX_CUDA_NO_TENSOR_MAPS", "1", 1);
+    const CandidateResult fb = cuda::forward(p, in);  // default version: v3 without maps -> v2
+    std::string err;
+    {
+      ForwardVersionEnv env(3);
+      try {
+        cuda::forward(p, in);
+      } catch (const Error& e) {
+        err = e.what();
+      }
+    }
+    check_case(p, std::string(member) + " fallback without tensor maps");  // the default, i.e. the fallback
+    unsetenv("PLX_CUDA_NO_TENSOR_MAPS");
+    ASSERT_EQ(fb.out.data.size(), v2.out.data.size());
+    std::size_t diff = 0;
+    for (std::size_t i = 0; i < fb.out.data.size(); ++i) diff += !(fb.out.data[i] == v2.out.data[i]);
+    EXPECT_EQ(diff, 0u) << member << ": the fallback is not v2";
+    EXPECT_NE(err.find("cuTensorMapEncodeTiled"), std::string::npos) << member << ": explicit v3 gave '" << err << "'";
+  }
+}
+
 // SPEC §7 hazard generators through the decode kernels (split-KV with the default, 1 and 3
 // splits; if `decode`) and the prefill kernel (if `prefill`), bf16 and fp16, against the same
 // rule as every other case.
