@@ -583,12 +583,45 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
   // ~9 % of the backward (one per query tile and key tile).
   avec_noinit<A> kpack, vpack;
   if (nqt > 1) pack_kv(p, a.k, a.v, kpack, vpack);
+  // dq = tau sum_j gl_j k_j and dr = sum_j gu_j k_j with sum_j gl_j = sum_j gu_j = 0 for every
+  // row (SPEC §5.2: sum p (G - b) = 0 and sum p [G - t + (zbar - z)(G - b)] = b - t + (t - b)).
+  // So both equal the same sums over k_j - kref for any kref, and that is how they are formed:
+  // with kref = the mean of the keys the batch's rows can see, per kv head. Keys with a large
+  // common offset (gen z_cancel) otherwise turn the rounding of gl, gu (from the saved out,
+  // vbar, zbar) into an error ~ u |offset| sum |g|: measured 9x the fp32 baseline for dr at an
+  // offset of 256 (D = 64), and a one-key row, whose exact dr is 0, came out as -2.9e-4.
+  avec<A> kref(std::size_t(B) * Hkv * D, A(0));
+  avec_noinit<A> kcpack;  // packed K minus kref (nqt > 1)
+  {
+    std::vector<int> klo(B, Lkv), khi(B, 0);
+    for (int b = 0; b < B; ++b)
+      for (int i = 0; i < Lq; ++i) {
+        const RowRange R = row_range(p, b, i);
+        if (!R.empty()) klo[b] = std::min(klo[b], R.lo), khi[b] = std::max(khi[b], R.hi);
+      }
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < long(B) * Hkv; ++t) {
+      const int g = int(t % Hkv), b = int(t / Hkv);
+      std::vector<double> acc(D, 0.0);
+      for (int j = klo[b]; j < khi[b]; ++j)
+        for (int c = 0; c < D; ++c) acc[c] += double(to_acc<A>(a.k[((std::size_t(b) * Lkv + j) * Hkv + g) * D + c]));
+      for (int c = 0; c < D; ++c) kref[std::size_t(t) * D + c] = khi[b] > klo[b] ? A(acc[c] / (khi[b] - klo[b])) : A(0);
+    }
+    if (nqt > 1) {
+      kcpack.resize(kpack.size());
+#pragma omp parallel for schedule(static)
+      for (long t = 0; t < long(B) * Hkv * Lkv; ++t) {
+        const A* kr = kref.data() + std::size_t(t / Lkv) * D;
+        for (int c = 0; c < D; ++c) kcpack[std::size_t(t) * D + c] = kpack[std::size_t(t) * D + c] - kr[c];
+      }
+    }
+  }
 #pragma omp parallel
   {
     avec<A> Qt(std::size_t(D) * NQ), Qn(std::size_t(NQ) * D), dOt(std::size_t(Dv) * BQ),
         dOn(std::size_t(BQ) * Dv), Kt(std::size_t(kBK) * D), Vt(std::size_t(kBK) * Dv),
         St(std::size_t(kBK) * NQ + kPvSlack), At(std::size_t(kBK) * BQ), W(std::size_t(kBK) * BQ),
-        dQ(std::size_t(NQ + kPvSlack) * D);
+        dQ(std::size_t(NQ + kPvSlack) * D), Kct(std::size_t(kBK) * D);
     std::vector<int> lo(BQ), hi(BQ);
     std::vector<A> m2(BQ), iv(BQ), zb(BQ), t1(BQ), b1(BQ);
 #pragma omp for schedule(dynamic, 1)
@@ -627,15 +660,20 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
         load_rows(a.dO + ooff, ldo, nr, Dv, dOn.data(), Dv);
         for (int j0 = U0; j0 < U1; j0 += kBK) {
           const int nk = std::min(kBK, U1 - j0), nkp = round_up(nk, kMR), nk4 = round_up(nk, 4);
-          const A *Kp = Kt.data(), *Vp = Vt.data();
+          const A *Kp = Kt.data(), *Vp = Vt.data(), *Kc = Kct.data();
           if (!kpack.empty() && nk == nkp) {
             Kp = kpack.data() + ((std::size_t(b) * Hkv + g) * Lkv + j0) * D;
+            Kc = kcpack.data() + ((std::size_t(b) * Hkv + g) * Lkv + j0) * D;
             Vp = vpack.data() + ((std::size_t(b) * Hkv + g) * Lkv + j0) * Dv;
           } else {  // a partial tile: zero rows up to a whole block of kMR keys
             load_rows(kb + j0 * ldk, ldk, nk, D, Kt.data(), D);
             std::fill(Kt.begin() + std::size_t(nk) * D, Kt.begin() + std::size_t(nkp) * D, A(0));
             load_rows(vb + j0 * ldv, ldv, nk, Dv, Vt.data(), Dv);
             std::fill(Vt.begin() + std::size_t(nk) * Dv, Vt.begin() + std::size_t(nkp) * Dv, A(0));
+            const A* kr = kref.data() + (std::size_t(b) * Hkv + g) * D;
+            for (int j = 0; j < nk; ++j)
+              for (int c = 0; c < D; ++c) Kct[std::size_t(j) * D + c] = Kt[std::size_t(j) * D + c] - kr[c];
+            std::fill(Kct.begin() + std::size_t(nk) * D, Kct.begin() + std::size_t(nkp) * D, A(0));
           }
           mk_scores<A>(Kp, D, nkp, Qt.data(), BQ, BQ, D, St.data(), NQ);
           if (probe) mk_scores<A>(Kp, D, nkp, Qt.data() + std::size_t(D) * BQ, BQ, BQ, D, St.data() + BQ, NQ);
@@ -644,7 +682,7 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
                        m2.data(), iv.data(), zb.data(), t1.data(), b1.data(), sc, tau);
           std::fill(St.begin() + std::size_t(nk) * NQ, St.begin() + std::size_t(nk4) * NQ, A(0));
           std::fill(W.begin() + std::size_t(nk) * BQ, W.begin() + std::size_t(nk4) * BQ, A(0));
-          mk_pv<A>(St.data(), NQ, nk, NQ, Kp, D, D, dQ.data(), D);
+          mk_pv<A>(St.data(), NQ, nk, NQ, Kc, D, D, dQ.data(), D);  // [tau gl; gu] (K - kref)
           mk_nn<A>(W.data(), BQ, BQ, nk4, dOn.data(), Dv, Dv, dV + std::size_t(j0) * Dv, Dv);
           mk_nn<A>(St.data(), NQ, NQ, nk4, Qn.data(), D, D, dK + std::size_t(j0) * D, D);
         }

@@ -58,6 +58,7 @@ inline double default_gen_param(InputGen g) {
     case InputGen::NearDuplicate: return 1e-3;
     case InputGen::LargeScale: return 8.0;
     case InputGen::LargeR: return 100.0;
+    case InputGen::ZCancel: return 64.0;     // common key offset along u
     default: return 0.0;
   }
 }
@@ -118,6 +119,23 @@ inline Inputs make_inputs(const Problem& p) {
       for (auto& x : in.r.data) x *= param;
       for (std::size_t o = 0; o < in.k.size(); o += D)
         for (std::size_t d = 0; d < D; ++d) in.k.data[o + d] += 4.0 * u[d];
+      break;
+    }
+    case InputGen::ZCancel: {
+      // The cancellation hazard of SPEC §7.1: every key gets the offset c u (c = param) and
+      // every r the component 2 r_scale sqrt(D) u, so z_j = r.k_j = r.k0_j + c r.u has mean
+      // ~ 2 c r_scale sqrt(D) over the keys but spread only |r| ~ r_scale sqrt(5 D): z - zbar
+      // loses log10(0.9 c) digits (1.8 at c = 64) unless a kernel shifts z first (r.u < 0
+      // would need n.u < -2 sqrt(D) for the row's normal draw n: 5.3 sigma at D = 7). The
+      // offset adds the same c q.u to every logit of a row, so the softmax weights are those
+      // of the unshifted keys (a row constant), and LLA's centred statistics see keys with a
+      // large common mean (raw second moments would cancel too, SPEC §7.4).
+      auto u = detail::unit_vector(p.D, p.seed, 3);
+      const double s = 2.0 * p.r_scale * std::sqrt(double(D));
+      for (std::size_t o = 0; o < in.r.size(); o += D)
+        for (std::size_t d = 0; d < D; ++d) in.r.data[o + d] += s * u[d];
+      for (std::size_t o = 0; o < in.k.size(); o += D)
+        for (std::size_t d = 0; d < D; ++d) in.k.data[o + d] += param * u[d];
       break;
     }
   }

@@ -34,7 +34,8 @@ enum class InputGen {
   Sink,           // key 0 is a large attention sink (gen_param = its size along the query mean)
   NearDuplicate,  // keys in pairs k_{2j+1} = k_{2j} + gen_param * noise
   LargeScale,     // RMS-normalised q scaled by gen_param (= qk_scale * gen_param)
-  LargeR          // |r| scaled by gen_param and keys share a common offset: large zbar/sigma_z
+  LargeR,         // |r| scaled by gen_param and keys share a common offset of norm 4: large |zbar|
+  ZCancel         // keys share an offset gen_param * u and r leans along u: zbar / sigma_z ~ 0.9 gen_param
 };
 
 struct SolverKnobs {
@@ -98,7 +99,7 @@ inline std::string to_string(Formulation x) { return x == Formulation::Accumulat
 inline std::string to_string(SolverMethod x) { return x == SolverMethod::Direct ? "direct" : x == SolverMethod::CG ? "cg" : "jacobi_cg"; }
 inline std::string to_string(RidgeGrad x) { return x == RidgeGrad::Exact ? "exact" : "detached"; }
 inline std::string to_string(InputGen x) {
-  static const char* n[] = {"normal", "rms_norm", "anisotropic", "outliers", "sink", "near_duplicate", "large_scale", "large_r"};
+  static const char* n[] = {"normal", "rms_norm", "anisotropic", "outliers", "sink", "near_duplicate", "large_scale", "large_r", "z_cancel"};
   return n[static_cast<int>(x)];
 }
 

@@ -43,10 +43,11 @@ inline rc::Gen<int> gen_dim() { return rc::gen::element(1, 2, 3, 4, 5, 7, 8, 16)
 
 // One of the SPEC §7 hazard generators (every InputGen except Normal), with its default knob
 // (reference/inputs.hpp default_gen_param): rms-normalised rows, cond(cov k) = 1e4, outlier
-// tokens x30, an attention sink, near-duplicate keys, logits x8, a large common offset of z.
+// tokens x30, an attention sink, near-duplicate keys, logits x8, a large common offset of z,
+// and z - zbar cancelling (zbar / sigma_z ~ 57).
 inline rc::Gen<InputGen> gen_hazard() {
   return rc::gen::element(InputGen::RmsNorm, InputGen::Anisotropic, InputGen::Outliers, InputGen::Sink,
-                          InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR);
+                          InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR, InputGen::ZCancel);
 }
 
 // A random problem of the given member with small edge shapes, GQA, windows, padding

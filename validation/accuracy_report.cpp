@@ -1,7 +1,7 @@
 // validation/accuracy_report.cpp — plx_accuracy: how many digits the reference keeps per scalar.
 //
 // Charter: runs the reference forward on a fixed set of problems (every member; normal,
-// rms_norm, anisotropic, large_r and sink inputs) in double, long double, double-double and
+// rms_norm, anisotropic, large_r, sink and z_cancel inputs) in double, long double, double-double and
 // float128, measures the normwise relative error of each output against the 100-digit run
 // (computed in 100-digit arithmetic, so errors far below 1e-16 are measured exactly) and prints
 // a markdown table of correct decimal digits (-log10 of that error) and of run times. It checks
@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   omp_set_num_threads(1);  // stable timings on a shared machine; the digits do not depend on it
   try {
     const char* members[] = {"softmax", "parallax", "parallax_centred", "lla", "lla_cov", "learned_query"};
-    const InputGen gens[] = {InputGen::Normal, InputGen::RmsNorm, InputGen::Anisotropic, InputGen::LargeR, InputGen::Sink};
+    const InputGen gens[] = {InputGen::Normal, InputGen::RmsNorm, InputGen::Anisotropic, InputGen::LargeR, InputGen::Sink,
+                             InputGen::ZCancel};
     std::time_t now = std::time(nullptr);
     char date[64];
     std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));

@@ -130,7 +130,7 @@ Problem problem_from_json(const json& j) {
   if (j.contains("gen"))
     p.gen = enum_from(j["gen"], "gen",
                       {InputGen::Normal, InputGen::RmsNorm, InputGen::Anisotropic, InputGen::Outliers, InputGen::Sink,
-                       InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR},
+                       InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR, InputGen::ZCancel},
                       gen_n);
   if (j.contains("gen_param")) p.gen_param = get<double>(j["gen_param"], "gen_param");
   if (j.contains("r_scale")) p.r_scale = get<double>(j["r_scale"], "r_scale");

@@ -503,7 +503,7 @@ TEST(CudaBackward, BothVersionsLongRows) {
       p = base_problem(member, DType::BF16, 128, 2, 2, 1, 150, 400, ++seed);
       p.start = {30, 0}, p.used = {390, 0};
       EXPECT_TRUE(check_case(p, v + shape_label(p)));
-      for (InputGen g : {InputGen::Outliers, InputGen::LargeScale, InputGen::LargeR}) {
+      for (InputGen g : {InputGen::Outliers, InputGen::LargeScale, InputGen::LargeR, InputGen::ZCancel}) {
         p = base_problem(member, DType::BF16, 128, 1, 2, 2, 200, 200, ++seed);
         p.gen = g;
         EXPECT_TRUE(check_case(p, v + to_string(g) + " " + shape_label(p)));
@@ -536,9 +536,10 @@ TEST(CudaBackward, RandomProblemsProperty) {
       }
     }
     // Every input generator, the SPEC §7 hazards included (outlier tokens, sinks, near-duplicate
-    // keys, logits x8, cond(cov k) = 1e4, a large common offset of z).
+    // keys, logits x8, cond(cov k) = 1e4, a large common offset of z, z - zbar cancelling).
     p.gen = *rc::gen::element(InputGen::RmsNorm, InputGen::Normal, InputGen::LargeR, InputGen::Anisotropic,
-                              InputGen::Outliers, InputGen::Sink, InputGen::NearDuplicate, InputGen::LargeScale);
+                              InputGen::Outliers, InputGen::Sink, InputGen::NearDuplicate, InputGen::LargeScale,
+                              InputGen::ZCancel);
     p.seed = *rc::gen::inRange<std::uint64_t>(0, 1u << 30);
     bool overflow = false;
     const bool passed = check_case(p, "property: " + shape_label(p), &overflow);

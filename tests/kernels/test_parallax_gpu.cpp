@@ -248,7 +248,8 @@ TEST(CudaDecode, V2CudaCoreKernel) {
   // Every hazard generator through v2 (its shift is z0 = r.k_lo, the first key's z), bf16 and
   // fp16, with one split and three.
   for (InputGen g : {InputGen::RmsNorm, InputGen::Anisotropic, InputGen::Outliers, InputGen::Sink,
-                     InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR, InputGen::Normal})
+                     InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR, InputGen::ZCancel,
+                     InputGen::Normal})
     for (const char* member : {"parallax", "parallax_centred", "softmax"})
       for (DType dt : {DType::BF16, DType::F16})
         for (int splits : {1, 3}) {
@@ -399,7 +400,7 @@ void hazard_cases(const std::vector<InputGen>& gens, const std::vector<const cha
 }
 const std::vector<InputGen> kAllGens = {InputGen::Normal,   InputGen::RmsNorm,       InputGen::Anisotropic,
                                         InputGen::Outliers, InputGen::Sink,          InputGen::NearDuplicate,
-                                        InputGen::LargeScale, InputGen::LargeR};
+                                        InputGen::LargeScale, InputGen::LargeR, InputGen::ZCancel};
 
 // Every generator through the prefill and the decode kernels, every member. Before the prefill
 // kernel re-centred its shift online, Parallax with outlier tokens (x30) or x8 logits failed

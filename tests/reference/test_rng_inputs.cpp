@@ -5,6 +5,7 @@
 // generator of reference/inputs.hpp does what its comment claims (checked against the Normal
 // generator with the same seed, or by a statistic with a derived margin); bf16/fp16 rounding
 // is round-to-nearest-even on hand-derived bit patterns. No tolerance is guessed.
+#include <algorithm>
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -20,7 +21,8 @@ namespace {
 
 const char* kMembers[] = {"softmax", "parallax", "parallax_centred", "lla", "lla_cov", "learned_query"};
 const InputGen kGens[] = {InputGen::Normal,  InputGen::RmsNorm,       InputGen::Anisotropic, InputGen::Outliers,
-                          InputGen::Sink,    InputGen::NearDuplicate, InputGen::LargeScale,  InputGen::LargeR};
+                          InputGen::Sink,    InputGen::NearDuplicate, InputGen::LargeScale,  InputGen::LargeR,
+                          InputGen::ZCancel};
 
 Problem base_problem(std::uint64_t seed) {
   Problem p;
@@ -174,6 +176,44 @@ TEST(RngInputs, GeneratorsTransformTheNormalDraws) {
       for (int d = 0; d < p.D; ++d) ss += std::pow(o.k.data[o2 + d] - n.k.data[o2 + d], 2);
       ASSERT_NEAR(std::sqrt(ss), 4.0, 1e-14);
     }
+  }
+  {
+    Problem q = p;
+    q.gen = InputGen::ZCancel;
+    Inputs o = make_inputs(q);
+    // keys: one common offset of norm gen_param = 64; r: one common offset of norm
+    // 2 r_scale sqrt(D) (rounding of the additions: <= u |x| per entry)
+    auto offset_norm = [&](const Tensor<double>& a, const Tensor<double>& b, std::size_t o2) {
+      double ss = 0;
+      for (int d = 0; d < p.D; ++d) ss += std::pow(a.data[o2 + d] - b.data[o2 + d], 2);
+      return std::sqrt(ss);
+    };
+    for (std::size_t o2 = 0; o2 < o.k.size(); o2 += p.D) ASSERT_NEAR(offset_norm(o.k, n.k, o2), 64.0, 1e-12);
+    for (std::size_t o2 = 0; o2 < o.r.size(); o2 += p.D)
+      ASSERT_NEAR(offset_norm(o.r, n.r, o2), 2 * p.r_scale * std::sqrt(double(p.D)), 1e-13);
+    EXPECT_TRUE(same_bits(o.q, n.q));
+    EXPECT_TRUE(same_bits(o.v, n.v));
+    // The hazard itself: per (b, query row, head) the mean of z_j = r.k_j over the head's keys
+    // against their standard deviation. Claimed ~ 0.9 x 64 = 57; asserted: every row > 16
+    // (a row below needs its normal draw n.u < -1.5 sqrt(D), p ~ 1e-4 per row at D = 7) and
+    // the median > 40 (the claim, less a margin for D = 7's sampling spread).
+    std::vector<double> ratios;
+    for (int b = 0; b < p.B; ++b)
+      for (int i = 0; i < p.Lq; ++i)
+        for (int h = 0; h < p.Hq; ++h) {
+          const int hk = h / p.group();
+          double s1 = 0, s2 = 0;
+          for (int j = 0; j < p.Lkv; ++j) {
+            double z = 0;
+            for (int d = 0; d < p.D; ++d) z += o.r(b, i, h, d) * o.k(b, j, hk, d);
+            s1 += z, s2 += z * z;
+          }
+          const double mean = s1 / p.Lkv, sd = std::sqrt(std::max(0.0, s2 / p.Lkv - mean * mean));
+          ratios.push_back(std::abs(mean) / sd);
+        }
+    std::sort(ratios.begin(), ratios.end());
+    EXPECT_GT(ratios.front(), 16.0);
+    EXPECT_GT(ratios[ratios.size() / 2], 40.0);
   }
   {
     Problem q = p;

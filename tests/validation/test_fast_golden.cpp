@@ -78,11 +78,12 @@ TEST(FastOnGolden, EverySupportedFixturePasses) {
   std::cout << "fast on golden: " << judged << " judged (" << conditioning << " by the conditioning rule), "
             << unsupported << " not supported, " << no_baseline << " not judged (no rule), of " << total << "\n";
   EXPECT_EQ(judged + unsupported + no_baseline, total);
-  // The committed suite (29 Nov 2026): 34 fixtures; 3 not supported (two float16 problems, a
-  // block-diagonal LLA); 31 judged, one of them (lla_near_zero_delta_f32) by the conditioning
+  // The committed suite (30 Nov 2026): 35 fixtures; 3 not supported (two float16 problems, a
+  // block-diagonal LLA); 32 judged, one of them (lla_near_zero_delta_f32) by the conditioning
   // rule because its fp32 baseline cannot run. Fewer judged, or any fixture left without a
-  // rule, means the fast path, the checker or the suite lost coverage.
-  EXPECT_GE(judged, 31);
+  // rule, means the fast path, the checker or the suite lost coverage. (parallax_z_cancel_f32,
+  // added 30 Nov, failed here with the fast backward of before: dr 6.4x its baseline.)
+  EXPECT_GE(judged, 32);
   EXPECT_EQ(no_baseline, 0);
   EXPECT_GE(conditioning, 1);
 #endif
