@@ -201,10 +201,82 @@ TEST(Gradcheck, DetachedRidgeGradientMissesExactlyEpsR) {
   }
 }
 
+// The relative error, against Cholesky, of the backward's SECOND CG solve (the adjoint solve
+// A u = dL/dtheta of reference/backward.hpp), max over rows, in bf100. Its right-hand side is
+// rebuilt here from the same quantities: key-mean anchor (lla_cov): dtheta = sum_j gu_j k_j,
+// gu = -p (G - b); query anchor, accumulator form (lla): dtheta = beta mu - T (docs/gradients.md).
+// Why it is needed: SPEC §3.7's step a = r.z / (p.A p + 1e-10) has an absolute 1e-10, so a CG
+// solve's error scales like 1e-10 / |rhs|^2; the adjoint right-hand side is often 0.05-0.3 in
+// norm against 1-4 for the forward's, and that solve can stall unconverged after all its
+// iterations with errors of 1e-6..3e-5 while the forward's sits at 1e-9..1e-11 (a random-seed
+// soak, 30 Nov 2026: the old bound, from the forward solve only, failed on ~1 seed in 3).
+double second_solve_error(const Problem& p, const Inputs& in) {
+  using T = bf100;
+  using VecT = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  using MatT = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+  const T tau = from_double<T>(p.tau());
+  const auto& sv = p.solver;
+  double worst = 0;
+  for (int b = 0; b < p.B; ++b)
+    for (int h = 0; h < p.Hq; ++h)
+      for (int i = 0; i < p.Lq; ++i) {
+        const RowRange R = row_range(p, b, i);
+        if (R.empty()) continue;
+        const int n = R.size(), D = p.D, g = h / p.group();
+        MatT K(n, D), V(n, p.Dv);
+        VecT q(D), dO(p.Dv);
+        for (int j = 0; j < n; ++j) {
+          for (int d = 0; d < D; ++d) K(j, d) = T(in.k(b, R.lo + j, g, d));
+          for (int d = 0; d < p.Dv; ++d) V(j, d) = T(in.v(b, R.lo + j, g, d));
+        }
+        for (int d = 0; d < D; ++d) q(d) = T(in.q(b, i, h, d));
+        for (int d = 0; d < p.Dv; ++d) dO(d) = T(in.dO(b, i, h, d));
+        const VecT s = tau * (K * q);
+        const T mx = s.maxCoeff();
+        VecT w(n);
+        for (int j = 0; j < n; ++j) w(j) = exp(T(s(j) - mx));
+        const T om = w.sum();
+        const VecT pp = w / om, G = V * dO;
+        const T lam = T(in.lambda(b, h, i));
+        MatT A;
+        VecT y, rhs;
+        if (p.anchor == Anchor::KeyMean) {
+          const VecT kbar = K.transpose() * pp;
+          const MatT Ec = K.rowwise() - kbar.transpose();
+          A = Ec.transpose() * pp.asDiagonal() * Ec;
+          A.diagonal().array() += lam;
+          const T bb = pp.dot(G);
+          rhs = K.transpose() * VecT(-(pp.array() * (G.array() - bb)));
+        } else {
+          EXPECT_EQ(p.form, Formulation::Accumulator) << "second_solve_error covers the accumulator form";
+          const MatT E = K.rowwise() - q.transpose();
+          A = E.transpose() * w.asDiagonal() * E;
+          A.diagonal().array() += lam * om;
+          y = E.transpose() * w;
+          SolveReport r1;
+          const VecT th = solve_cg<T>(A, y, sv.method == SolverMethod::JacobiCG, sv.cg_atol, sv.cg_rtol, sv.cg_max_iters, r1);
+          const VecT ne = E * th, nn = (T(1) - ne.array()).matrix();
+          const T Delta = om - w.dot(ne), d = Delta + detail::sgn_shift(p, Delta);
+          const VecT Sv = (w.array() * nn.array() / d).matrix(), c = (G.array() * w.array() / d).matrix();
+          const T beta = G.dot(Sv) / d;
+          rhs = beta * VecT(E.transpose() * w) - VecT(E.transpose() * c);
+        }
+        if (rhs.norm() == T(0)) continue;
+        SolveReport r2;
+        const VecT u = solve_cg<T>(A, rhs, sv.method == SolverMethod::JacobiCG, sv.cg_atol, sv.cg_rtol, sv.cg_max_iters, r2);
+        const VecT ux = solve_cholesky<T>(A, rhs, D, "second solve");
+        worst = std::max(worst, to_double(T((u - ux).norm() / ux.norm())));
+      }
+  return worst;
+}
+
 // "Gradient of a CG forward" = the exact-solve gradient with both solves done by CG. Bound:
-// each CG solve's relative error e_cg (measured against Cholesky by the forward's diagnostics
-// for rho; the second solve has the same matrix and iteration count) enters the gradient
-// linearly, amplified by at most cond(Sigma): |g_cg - g_direct| <= 8 cond max e_cg |g|.
+// each CG solve's relative error e enters the gradient linearly, amplified by at most
+// cond(A): |g_cg - g_direct| <= 8 cond max(e_forward, e_second) |g|, with e_forward from the
+// forward's diagnostics (cg_error) and e_second measured by second_solve_error (the adjoint
+// solve has the same matrix but its own right-hand side, so its error is not the forward's).
+// Over 1000 seeds per member the worst gradient error was <= 0.23 (lla_cov) and 0.52 (lla) of
+// this bound; with e_forward alone it reached 784x and 19.5x.
 TEST(Gradcheck, CgBackwardEqualsDirectToSolveAccuracy) {
   for (const char* m : {"lla", "lla_cov"}) {
     Problem p = fixed_case(m);
@@ -216,17 +288,19 @@ TEST(Gradcheck, CgBackwardEqualsDirectToSolveAccuracy) {
       ecg = std::max(ecg, F.diag.at("cg_error").data[i]);
       cond = std::max(cond, F.diag.at(p.anchor == Anchor::Query ? "cond_Sigma" : "cond_C").data[i]);
     }
+    const double e2 = second_solve_error(p, in);
     auto gc = attention_backward<bf100>(p, in);
     Problem pd = p;
     pd.solver.method = SolverMethod::Direct;
     auto gd = attention_backward<bf100>(pd, in);
-    const double bound = std::max(8 * cond * ecg, 1e-90);
+    const double bound = std::max(8 * cond * std::max(ecg, e2), 1e-90);
     double worst = 0;
     for (auto pr : {std::make_pair(&gc.dq, &gd.dq), std::make_pair(&gc.dk, &gd.dk), std::make_pair(&gc.dv, &gd.dv),
                     std::make_pair(&gc.dlambda, &gd.dlambda)})
       worst = std::max(worst, tensor_rel(*pr.first, *pr.second));
     EXPECT_LE(worst, bound) << m;
-    std::printf("  %s CG (32 it.) vs direct backward: %.2e (max CG solve error %.2e, cond %.1f)\n", m, worst, ecg, cond);
+    std::printf("  %s CG (32 it.) vs direct backward: %.2e (CG solve errors: forward %.2e, adjoint %.2e; cond %.1f)\n", m,
+                worst, ecg, e2, cond);
   }
 }
 
