@@ -11,6 +11,8 @@ Algorithm 1, accumulator form) — writes candidate HDF5 files the way a harness
 deliberately wrong candidates fail with exit 1 and a report that points at the cause:
 a start-aligned causal mask on an Lq != Lkv case (out, dk, dv flagged, O(1) error), and the
 FlashLLA "Detached" ridge gradient on an LLA case (forward passes, gradients fail).
+A third, fragile candidate (Algorithm 1 without the SPEC 7.1 shift) must fail on
+parallax_z_cancel_f32 (dq flagged): in fp32 it loses the digits the shift saves.
 Exit status: 0 all assertions hold, 1 otherwise (a missing torch is a failure, not a skip).
 """
 import argparse
@@ -98,8 +100,12 @@ def sdpa_softmax(p, t, mask):
     return o.permute(0, 2, 1, 3)
 
 
-def parallax_closed(p, t, mask):
-    """SPEC 4.1 Algorithm 1 in plain PyTorch (accumulator form, safe pivot for empty rows)."""
+def parallax_closed(p, t, mask, shift=True):
+    """SPEC 4.1 Algorithm 1 in plain PyTorch (accumulator form, safe pivot for empty rows), with
+    the per-row shift z -> z - z0 of SPEC 7.1 (z0 = the detached p1-weighted mean of z; the output
+    is exactly invariant to z0, so autograd's gradient is unchanged). shift=False is Algorithm 1
+    as written: it loses log10(zbar / sigma_z) digits, and on parallax_z_cancel_f32 its dq and dk
+    fail the fp32 baseline rule (the deliberately fragile candidate below)."""
     G = p["Hq"] // p["Hkv"]
     q, r = heads_first(t["q"]), heads_first(t["r"])
     k = heads_first(t["k"]).repeat_interleave(G, dim=1)
@@ -111,6 +117,12 @@ def parallax_closed(p, t, mask):
     m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
     p1 = torch.exp(s1 - m)                     # 0 off A
     s2 = r @ k.transpose(-1, -2)               # never masked, never scaled
+    if shift:
+        w = torch.where(am, p1, torch.zeros_like(p1)).detach()
+        ws = w.sum(-1, keepdim=True)
+        zs = (w * torch.where(am, s2, torch.zeros_like(s2))).sum(-1, keepdim=True).detach()
+        z0 = torch.where(ws > 0, zs / torch.where(ws > 0, ws, torch.ones_like(ws)), torch.zeros_like(ws))  # empty rows: 0
+        s2 = s2 - z0
     p2 = p1 * s2
     d1, d2 = p1.sum(-1, keepdim=True), p2.sum(-1, keepdim=True)
     O1, O2 = p1 @ v, p2 @ v
@@ -199,7 +211,7 @@ def run_case(plx, path, tmp, kind, wrong=None):
     if kind == "softmax":
         o = sdpa_softmax(p, t, mask)
     elif kind == "parallax":
-        o = parallax_closed(p, t, mask)
+        o = parallax_closed(p, t, mask, shift=(wrong != "unshifted"))
     else:
         o = lla_query_centred(p, t, mask, lam, detached=(wrong == "detached"))
     out = {"out": o}
@@ -268,6 +280,20 @@ def main():
             for g in ("dk", "dv"):
                 if g in t:
                     expect(not t[g]["passed"], f"{name}: report flags '{g}' (gradients to the keys the mask dropped)")
+
+        # Fragile candidate: Algorithm 1 without the SPEC 7.1 shift, on the z - zbar cancellation
+        # fixture. It is not wrong in exact arithmetic; plx must still flag it, because in fp32 it
+        # is worse than the same-precision baseline (measured 30 Nov: dq 6x, dk 2x the limit).
+        path = os.path.join(a.fixtures, "parallax_z_cancel_f32.h5")
+        if os.path.exists(path):
+            rc, rep, text = run_case(a.plx, path, tmp, "parallax", wrong="unshifted")
+            expect(rc == 1, f"parallax_z_cancel_f32.h5: unshifted Algorithm 1 fails with exit 1 (got {rc})")
+            if rep is not None:
+                t = {x["tensor"]: x for x in rep["tensors"]}
+                bad = [n for n in ("out", "dq", "dk", "dv", "dr") if n in t and not t[n]["passed"]]
+                expect("dq" in bad, f"parallax_z_cancel_f32.h5: report flags dq (flagged: {bad})")
+        else:
+            expect(False, "parallax_z_cancel_f32.h5 present")
 
         # Wrong candidate 2: the Detached (FlashLLA) ridge gradient on an LLA case; the exact one passes.
         path = os.path.join(a.fixtures, "lla_direct_f32.h5")
