@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${1:-build-cuda}
 D=$BUILD/devbin
 rm -rf $D && mkdir -p $D/lib
-for b in $BUILD/tests/kernels/kernels_test_* $BUILD/bench/cuda/bench_*; do
+for b in $BUILD/tests/kernels/kernels_test_* $BUILD/bench/cuda/bench_* $BUILD/bench/cuda/probe_*; do
   [ -f "$b" ] && [ -x "$b" ] || continue
   cp "$b" $D/ && strip $D/$(basename "$b")
 done
