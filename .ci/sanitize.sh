@@ -36,8 +36,10 @@ regex="^($(IFS='|'; echo "${TESTS[*]}"))\$"
 t2=$(date +%s)
 
 # ---- ThreadSanitizer (clang + libomp + Archer) --------------------------------------------
-mkdir -p "$T"
-TF=(-std=gnu++20 -O1 -g -fsanitize=thread -fopenmp=libomp -I. -march=x86-64-v3 -ffp-contract=off)
+mkdir -p "$T/inc"
+# Boost's float128 (via reference headers) needs GCC's quadmath.h, which clang does not search.
+for h in quadmath.h quadmath_weak.h; do ln -sf "/usr/lib/gcc/x86_64-linux-gnu/12/include/$h" "$T/inc/$h"; done
+TF=(-std=gnu++20 -O1 -g -fsanitize=thread -fopenmp=libomp -I. -isystem "$T/inc" -isystem /usr/include/eigen3 -march=x86-64-v3 -ffp-contract=off)
 objs=()
 for s in fast lla_probe tiles_generic tiles_avx512 tiles_amx; do
   extra=()

@@ -31,6 +31,7 @@ struct CandidateTensor {
 struct Candidate {
   std::string label;                               // file path or "run:<name>"
   std::map<std::string, CandidateTensor> tensors;  // name -> values (exact) and storage dtype
+  bool in_process = false;  // dtypes declared by plx (candidate_from_result): no wider-storage warning
 };
 
 // Read a candidate file; shapes must match the fixture's problem (plx::Error otherwise).
