@@ -324,7 +324,7 @@ Raw read(hid_t loc, const std::string& name) {
     throw Error("HDF5: dataset '" + name + "' of " + obj_name(loc) + " declares shape " + shape_str(r.shape) +
                 (overflow ? " (its size overflows 64 bits)" : " = " + std::to_string(count) + " bytes") +
                 ", more than this plx reads (" + std::to_string(max_read_bytes()) +
-                " bytes, half the physical memory): corrupt or absurd file?");
+                " bytes; by default half the physical memory): corrupt or absurd file?");
   if (r.type == Raw::Other) return r;  // caller decides how to reject it (names type_desc)
   Watch wr(watch_what(loc, "reading dataset '" + name + "'"), count);
   r.bytes.resize(count);
