@@ -3,7 +3,7 @@
 //
 // SIGKILL at random points of `plx gen`: no file under a final name is ever partial or corrupt
 // (every *.h5 present reads back with every checksum; manifest.json, when present, parses and
-// names only complete files), and a rerun completes. A full disk (a 256 kB tmpfs when this
+// names only complete files), and a rerun completes. A full disk (a 40 kB tmpfs when this
 // process may mount one, else RLIMIT_FSIZE, which fails writes the same way) and a read-only
 // directory give exit 2 with a clear message and leave no file under a final name. Limits:
 // a dimension beyond int32 (L = 2^40) in a suite, a problem whose estimated memory exceeds
@@ -151,15 +151,15 @@ TEST(Faults, FullDiskIsACleanExitTwo) {
   TempDir d;
   const std::string suite = small_suite(d);
   const std::string mnt = d.file("small");
-  const bool mounted = mount_tmpfs(mnt, "size=256k");
+  const bool mounted = mount_tmpfs(mnt, "size=40k");  // smaller than the suite (each fixture is >= 30 kB)
   PlxProc r;
   if (mounted) {
     r = spawn({"gen", "--quiet", "--suite", suite, "--out", mnt});
-    std::cout << "full disk: a 256 kB tmpfs\n";
+    std::cout << "full disk: a 40 kB tmpfs\n";
   } else {  // no mount permission: the same write failure through a file-size limit
     fs::create_directories(mnt);
-    r = spawn({"gen", "--quiet", "--suite", suite, "--out", mnt}, -1, 200 * 1024);
-    std::cout << "full disk: RLIMIT_FSIZE 200 kB (mounting a tmpfs is not permitted here)\n";
+    r = spawn({"gen", "--quiet", "--suite", suite, "--out", mnt}, -1, 16 * 1024);
+    std::cout << "full disk: RLIMIT_FSIZE 16 kB (mounting a tmpfs is not permitted here)\n";
   }
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(has(r.out, "plx: error:")) << r.out;
