@@ -52,6 +52,7 @@ struct CheckResult {
   Problem problem;
   std::vector<TensorReport> reports;
   std::vector<std::string> notes;
+  std::string purpose, hint;  // the fixture's (what the case tests; the usual fix), printed on failure
   bool passed = false;  // every report passed
   nlohmann::json to_json() const;
   std::string format() const;  // human table
