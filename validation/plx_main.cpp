@@ -116,7 +116,8 @@ int run_inspect(const std::string& path, bool as_json) {
   }
   json j = {{"file", path}, {"schema_version", kFixtureSchemaVersion}, {"scalar", fx.scalar},
             {"provenance", fx.provenance}, {"problem", problem_to_json(fx.p)}, {"datasets", datasets},
-            {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag}};
+            {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag},
+            {"purpose", fx.purpose}, {"hint", fx.hint}};
   if (as_json) {
     std::cout << j.dump(1) << "\n";
     return 0;
@@ -125,7 +126,10 @@ int run_inspect(const std::string& path, bool as_json) {
             << "  member " << member_name(fx.p) << ", inputs " << to_string(fx.p.dtype) << ", truth in " << fx.scalar
             << "\n  generator " << fx.provenance.value("generator", "") << ", commit "
             << fx.provenance.value("git_commit", "") << ", created " << fx.provenance.value("created", "") << "\n"
-            << "  problem " << problem_to_json(fx.p).dump() << "\n  datasets:\n";
+            << "  problem " << problem_to_json(fx.p).dump() << "\n";
+  if (!fx.purpose.empty()) std::cout << "  purpose: " << fx.purpose << "\n";
+  if (!fx.hint.empty()) std::cout << "  hint: " << fx.hint << "\n";
+  std::cout << "  datasets:\n";
   for (const auto& d : datasets) {
     char buf[256];
     std::snprintf(buf, sizeof buf, "    %-22s %-24s %-18s %.16s…\n", d["name"].get<std::string>().c_str(),

@@ -186,3 +186,36 @@ def test_problem_mirrors_the_cpp_fields():
     assert p.solver["lambda"] == 0.5 and p.tau == pytest.approx(0.5)
     q = p.replace(Lq=1, decode=True)
     assert q.Lq == 1 and q.decode and q.B == 2
+
+
+def test_cli_gen_inputs_matches_module(tmp_path):
+    """`plx gen --inputs` on a fixture's own inputs (float32 datasets written with h5py) gives the
+    committed truth bit for bit; a NaN is refused with exit 2 naming the dataset and the index."""
+    import h5py
+    import json
+    exe = os.environ.get("PLX_BINARY", os.path.join(ROOT, "build", "plx"))
+    assert os.path.exists(exe), f"plx binary not found at {exe} (set PLX_BINARY)"
+    fx = plx.load_fixture(os.path.join(ROOT, "fixtures", "golden", "parallax_window_padding_f32.h5"))
+    ins = fx.inputs
+    src, prob, out = tmp_path / "in.h5", tmp_path / "p.json", tmp_path / "case.h5"
+    with h5py.File(src, "w") as f:
+        for n in ("q", "k", "v", "r", "dO"):
+            f.create_dataset(n, data=np.asarray(ins[n], dtype=np.float32))
+    prob.write_text(fx.problem.to_json())
+    r = subprocess.run([exe, "gen", "--inputs", str(src), "--problem", str(prob), "--out", str(out),
+                        "--purpose", "mine"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    mine = plx.load_fixture(str(out))
+    assert mine.purpose == "mine"
+    for n in fx.truth:
+        np.testing.assert_array_equal(mine.truth[n][0], fx.truth[n][0], err_msg=n)
+        np.testing.assert_array_equal(mine.truth[n][1], fx.truth[n][1], err_msg=n)
+    with h5py.File(src, "a") as f:
+        k = f["k"][()]
+        k[0, 3, 0, 2] = np.nan
+        f["k"][...] = k
+    r = subprocess.run([exe, "gen", "--inputs", str(src), "--problem", str(prob), "--out", str(tmp_path / "bad.h5")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert f"inputs '{src}', dataset 'k': non-finite value nan at index [0, 3, 0, 2]" in r.stderr, r.stderr
+    assert not (tmp_path / "bad.h5").exists()
