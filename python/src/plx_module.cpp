@@ -145,7 +145,6 @@ NB_MODULE(_plx, m) {
       .def_prop_ro("inputs", [](nb::handle self) {
             const Fixture& f = nb::cast<const Fixture&>(self);
             const Problem& p = f.data.p;
-            std::map<std::string, Tensor<double>> m = {{"q", f.data.in.q}, {"k", f.data.in.k}, {"v", f.data.in.v}, {"dO", f.data.in.dO}};
             nb::dict d;
             auto put = [&](const char* n, const Tensor<double>& t) { d[n] = view(t, self); };
             put("q", f.data.in.q), put("k", f.data.in.k), put("v", f.data.in.v), put("dO", f.data.in.dO);
