@@ -116,7 +116,7 @@ template <class T> void compute_truth(FixtureData& f, json& notes) {
   f.diag = std::move(F.diag);
 #ifdef PLX_BACKWARD_TEMPLATES
   if (f.p.decode) {
-    notes["gradients"] = "none: decode is forward only (SPEC 6.1)";
+    notes["gradients"] = "none: decode is forward only (docs/math.md §6.1)";
     return;
   }
   try {
