@@ -156,6 +156,13 @@ std::string default_suite_path() {
     fs::path p = base / "fixtures" / "suites" / "default.json";
     if (fs::exists(p)) return p.string();
   }
+  // An installed plx (cmake --install): <prefix>/bin/plx and <prefix>/share/plx/suites/.
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path p = exe.parent_path().parent_path() / "share" / "plx" / "suites" / "default.json";
+    if (fs::exists(p)) return p.string();
+  }
   throw Error("demo: cannot find fixtures/suites/default.json (run from the repository root or pass --suite)");
 }
 
