@@ -121,6 +121,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
                             const std::map<std::string, double>& abs_override) {
   CheckResult res;
   res.fixture = fixture_path, res.candidate = c.label, res.problem = fx.p;
+  res.purpose = fx.purpose, res.hint = fx.hint;
   for (const auto& [name, t] : abs_override)
     if (!c.tensors.count(name))
       throw Error("--tol names tensor '" + name + "', which the candidate does not provide");
@@ -193,7 +194,7 @@ json CheckResult::to_json() const {
   json t = json::array();
   for (const auto& r : reports) t.push_back(plx::to_json(r));
   return {{"fixture", fixture}, {"candidate", candidate}, {"problem", problem_to_json(problem)},
-          {"passed", passed}, {"tensors", t}, {"notes", notes}};
+          {"passed", passed}, {"tensors", t}, {"notes", notes}, {"purpose", purpose}, {"hint", hint}};
 }
 
 std::string CheckResult::format() const {
@@ -206,6 +207,8 @@ std::string CheckResult::format() const {
   o << "   fixture " << fixture << "\n   candidate " << candidate << "\n";
   o << format_report(reports);
   for (const auto& n : notes) o << "   note: " << n << "\n";
+  if (!passed && !purpose.empty()) o << "   the case tests: " << purpose << "\n";
+  if (!passed && !hint.empty()) o << "   hint: " << hint << "\n";
   o << "   result: " << (passed ? "PASS" : "FAIL") << "\n";
   return o.str();
 }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "reference/all.hpp"
@@ -21,6 +22,7 @@
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/suite.hpp"
+#include "validation/user_inputs.hpp"
 
 #ifndef PLX_SOURCE_DIR
 #define PLX_SOURCE_DIR "."
@@ -74,6 +76,27 @@ int run_gen(const std::string& suite_path, const std::string& out, int jobs, con
   return 0;
 }
 
+// gen --inputs: one fixture on the user's own tensors (validation/user_inputs.hpp).
+int run_gen_inputs(const std::string& inputs, const std::string& problem_path, const std::string& out,
+                   const std::string& scalar, const std::string& purpose) {
+  if (problem_path.empty()) throw Error("gen --inputs needs --problem FILE.json (the problem the inputs belong to)");
+  std::ifstream pf(problem_path);
+  if (!pf) throw Error("cannot read problem '" + problem_path + "'");
+  json pj;
+  try {
+    pj = json::parse(pf);
+  } catch (const json::exception& e) {
+    throw Error("problem '" + problem_path + "' is not valid JSON: " + e.what());
+  }
+  const Problem p = problem_from_json(pj);
+  FixtureData f = fixture_from_user_inputs(p, read_user_inputs(inputs), scalar.empty() ? "dd" : scalar,
+                                           "inputs '" + inputs + "', dataset");
+  f.purpose = purpose;
+  write_fixture(f, out);
+  std::cerr << "plx gen: wrote " << out << " (" << member_name(p) << ", truth in " << f.scalar << ")\n";
+  return 0;
+}
+
 // ---- inspect ---------------------------------------------------------------------------
 int run_inspect(const std::string& path, bool as_json) {
   FixtureData fx = read_fixture(path);  // verifies schema, shapes and every checksum
@@ -93,7 +116,8 @@ int run_inspect(const std::string& path, bool as_json) {
   }
   json j = {{"file", path}, {"schema_version", kFixtureSchemaVersion}, {"scalar", fx.scalar},
             {"provenance", fx.provenance}, {"problem", problem_to_json(fx.p)}, {"datasets", datasets},
-            {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag}};
+            {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag},
+            {"purpose", fx.purpose}, {"hint", fx.hint}};
   if (as_json) {
     std::cout << j.dump(1) << "\n";
     return 0;
@@ -102,7 +126,10 @@ int run_inspect(const std::string& path, bool as_json) {
             << "  member " << member_name(fx.p) << ", inputs " << to_string(fx.p.dtype) << ", truth in " << fx.scalar
             << "\n  generator " << fx.provenance.value("generator", "") << ", commit "
             << fx.provenance.value("git_commit", "") << ", created " << fx.provenance.value("created", "") << "\n"
-            << "  problem " << problem_to_json(fx.p).dump() << "\n  datasets:\n";
+            << "  problem " << problem_to_json(fx.p).dump() << "\n";
+  if (!fx.purpose.empty()) std::cout << "  purpose: " << fx.purpose << "\n";
+  if (!fx.hint.empty()) std::cout << "  hint: " << fx.hint << "\n";
+  std::cout << "  datasets:\n";
   for (const auto& d : datasets) {
     char buf[256];
     std::snprintf(buf, sizeof buf, "    %-22s %-24s %-18s %.16s…\n", d["name"].get<std::string>().c_str(),
@@ -127,6 +154,13 @@ int run_inspect(const std::string& path, bool as_json) {
 std::string default_suite_path() {
   for (const fs::path& base : {fs::path(PLX_SOURCE_DIR), fs::current_path()}) {
     fs::path p = base / "fixtures" / "suites" / "default.json";
+    if (fs::exists(p)) return p.string();
+  }
+  // An installed plx (cmake --install): <prefix>/bin/plx and <prefix>/share/plx/suites/.
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path p = exe.parent_path().parent_path() / "share" / "plx" / "suites" / "default.json";
     if (fs::exists(p)) return p.string();
   }
   throw Error("demo: cannot find fixtures/suites/default.json (run from the repository root or pass --suite)");
@@ -192,8 +226,12 @@ int main(int argc, char** argv) {
   std::string gen_suite_path, gen_out, gen_scalar;
   int gen_jobs = 0;
   bool gen_quiet = false;
-  gen->add_option("--suite", gen_suite_path, "suite JSON (fixtures/suites/<name>.json)")->required();
-  gen->add_option("--out", gen_out, "output directory")->required();
+  std::string gen_inputs, gen_problem, gen_purpose;
+  gen->add_option("--suite", gen_suite_path, "suite JSON (fixtures/suites/<name>.json)");
+  gen->add_option("--inputs", gen_inputs, "instead of a suite: HDF5 file with your own q, k, v (r, dO, lambda)");
+  gen->add_option("--problem", gen_problem, "with --inputs: the problem JSON the inputs belong to");
+  gen->add_option("--purpose", gen_purpose, "with --inputs: what the case tests (stored in the fixture)");
+  gen->add_option("--out", gen_out, "output directory (with --inputs: the fixture file)")->required();
   gen->add_option("--jobs", gen_jobs, "threads over cases (default: all); output bytes do not depend on it");
   gen->add_option("--scalar", gen_scalar, "override every case's truth scalar: dd or bf50");
   gen->add_flag("--quiet", gen_quiet, "no progress on stderr");
@@ -221,7 +259,11 @@ int main(int argc, char** argv) {
   }
   try {
     if (*demo) return run_demo(demo_suite, demo_out, demo_cand, demo_jobs);
-    if (*gen) return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet);
+    if (*gen) {
+      if (gen_suite_path.empty() == gen_inputs.empty()) throw Error("gen: give exactly one of --suite FILE or --inputs FILE");
+      if (!gen_inputs.empty()) return run_gen_inputs(gen_inputs, gen_problem, gen_out, gen_scalar, gen_purpose);
+      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet);
+    }
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);
   } catch (const plx::Error& e) {
