@@ -24,6 +24,7 @@
 #include "reference/problem.hpp"
 #include "reference/rounding.hpp"
 #include "reference/tensor.hpp"
+#include "reference/dtype.hpp"
 
 namespace plx {
 
@@ -82,5 +83,15 @@ const Profile& profile_by_name(const std::string& name);
 Profile ideal_profile();
 // Parse a format name: none, fp32 (f32, float32), tf32, bf16 (bfloat16), fp16 (f16, float16, half).
 RoundFmt round_fmt_from_string(const std::string& s);
+
+// The check's same-precision baseline from a named profile (`plx check --baseline NAME`): the
+// emulation's out and gradients (dq, dk, dv, dr, dlambda when `gradients`), each then rounded to the
+// candidate dtype X. An empty name is the historical rule (same_precision_baseline in check.hpp:
+// the float32 reference for fp32/bf16/fp16 candidates, float64 for float64 ones). If the profile's
+// arithmetic cannot proceed (a ridge system singular in fp32) the historical rule is used instead,
+// *fell_back is set as that rule sets it, and the note says so. `note` says what was emulated.
+std::map<std::string, Tensor<double>> profile_baseline(const Problem& p, const Inputs& in, DType X, bool gradients,
+                                                       const std::string& profile, std::string* note,
+                                                       bool* fell_back = nullptr);
 
 }  // namespace plx
