@@ -53,14 +53,18 @@ struct CheckResult {
   std::vector<TensorReport> reports;
   std::vector<std::string> notes;
   std::string purpose, hint;  // the fixture's (what the case tests; the usual fix), printed on failure
+  std::string baseline = "default";  // the same-precision baseline: "default" or an emulation profile name
   bool passed = false;  // every report passed
   nlohmann::json to_json() const;
   std::string format() const;  // human table
 };
 
 // Overrides: tensor -> absolute limit (replaces the recommended tolerance).
+// `baseline`: empty = the historical same-precision baseline; else an emulation profile name
+// (validation/emulate.hpp, `plx check --baseline`), whose results rounded to the candidate dtype
+// are the baseline.
 CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c,
-                            const std::map<std::string, double>& abs_override = {});
+                            const std::map<std::string, double>& abs_override = {}, const std::string& baseline = "");
 
 // Parse "--tol out=1e-3,dq=2e-3" (may be repeated). Throws plx::Error on bad syntax.
 std::map<std::string, double> parse_tol_overrides(const std::vector<std::string>& specs);

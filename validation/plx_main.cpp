@@ -18,6 +18,7 @@
 #include "reference/all.hpp"
 #include "validation/candidates.hpp"
 #include "validation/check.hpp"
+#include "validation/emulate.hpp"
 #include "validation/fixture.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
@@ -36,27 +37,29 @@ namespace {
 
 // ---- check -----------------------------------------------------------------------------
 struct CheckArgs {
-  std::string fixture, candidate, run, report;
+  std::string fixture, candidate, run, report, baseline;
   std::vector<std::string> tol;
   bool json = false;
 };
 
 CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, const std::string& cand_file,
-                      const std::string& run, const std::map<std::string, double>& tol) {
-  if (!cand_file.empty()) return check_candidate(fixture_path, fx, read_candidate(cand_file, fx), tol);
+                      const std::string& run, const std::map<std::string, double>& tol,
+                      const std::string& baseline = "") {
+  if (!cand_file.empty()) return check_candidate(fixture_path, fx, read_candidate(cand_file, fx), tol, baseline);
   CandidateResult r = run_candidate(run, fx.p, fx.in);
   Candidate c = candidate_from_result("run:" + run, r, fx.p, candidate_dtypes(run, fx.p));
   // Keep only tensors the fixture has truth for (e.g. gradients of a decode fixture).
   for (auto it = c.tensors.begin(); it != c.tensors.end();)
     it = fx.truth.count(it->first) ? std::next(it) : c.tensors.erase(it);
-  return check_candidate(fixture_path, fx, c, tol);
+  return check_candidate(fixture_path, fx, c, tol, baseline);
 }
 
 int run_check(const CheckArgs& a) {
   if (a.candidate.empty() == a.run.empty()) throw Error("check: give exactly one of --candidate FILE or --run NAME");
   auto tol = parse_tol_overrides(a.tol);
   FixtureData fx = read_fixture(a.fixture);
-  CheckResult r = check_one(a.fixture, fx, a.candidate, a.run, tol);
+  if (!a.baseline.empty()) profile_by_name(a.baseline);  // an unknown name fails before any work
+  CheckResult r = check_one(a.fixture, fx, a.candidate, a.run, tol, a.baseline);
   if (!a.report.empty()) write_file_atomic(a.report, r.to_json().dump(1) + "\n");
   if (a.json) std::cout << r.to_json().dump(1) << "\n";
   else std::cout << r.format();
@@ -244,6 +247,9 @@ int main(int argc, char** argv) {
   check->add_flag("--json", ca.json, "print the report as JSON");
   check->add_option("--tol", ca.tol, "override limits: tensor=abs[,tensor=abs...]");
   check->add_option("--report", ca.report, "also write the JSON report to this file");
+  check->add_option("--baseline", ca.baseline,
+                    "same-precision baseline: an emulation profile (docs/emulation.md), e.g. flash-bf16; "
+                    "default: the float32 reference rounded to the candidate dtype (float64 for float64)");
 
   auto* inspect = app.add_subcommand("inspect", "print a fixture's problem, provenance and contents");
   std::string insp_file;
