@@ -38,6 +38,10 @@ struct FixtureData {
   nlohmann::json tolerances;                   // tensor -> candidate dtype -> {baseline_ratio, rel_floor, abs_floor, why}
   std::map<std::string, std::string> sha256;   // dataset path -> hex (filled by write/read)
   nlohmann::json provenance;                   // generator, git_commit, created (read back only)
+  // Certified enclosures (optional; validation/certify_fixture.hpp): tensor -> rad with
+  // |exact - (hi + lo)| <= rad per entry, and the root attribute `certified` (null if absent).
+  std::map<std::string, Tensor<double>> rad;
+  nlohmann::json certified;
 };
 
 // Is a reference backward compiled in (reference/backward.hpp)?
