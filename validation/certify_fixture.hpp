@@ -1,12 +1,15 @@
 // validation/certify_fixture.hpp — certified enclosures carried by a fixture (`plx gen --certify`).
 //
 // Charter: certify_fixture() runs the certified tier (reference/certify.hpp) on a generated
-// fixture's stored inputs, checks that the double-double truth hi + lo of every certified tensor
-// lies inside its proven enclosure (if not, that is a reference bug: it throws plx::Error), and
-// stores per entry rad = max(hi + lo - inf, sup - (hi + lo)) rounded up to float64, so that
-// |exact - (hi + lo)| <= rad is a proven statement (dataset `<tensor>_rad`, docs/fixtures.md), and
-// the root attribute `certified` (JSON: per tensor max_rad, max_abs, digits, working bits; the
-// tensors not verified and why). Cases above a work limit are skipped (no attribute).
+// fixture's stored inputs and, per entry of every certified tensor, stores
+// rad = max(hi + lo - inf, sup - (hi + lo)) rounded up to float64, where [inf, sup] is the proven
+// enclosure of the exact value: |exact - (hi + lo)| <= rad is then proven (dataset `<tensor>_rad`,
+// docs/fixtures.md). The enclosures are far narrower than the double-double truth's own error, so
+// rad is that error, proven. If it exceeds what the fixture states about its truth (twice its
+// `reference_error`, plus the hi/lo storage rounding), the truth is wrong: generation fails
+// (a bug in the reference, its error statement, or the certified tier). The root attribute
+// `certified` (JSON) records per tensor max_rad, max_abs, digits and working bits, and the
+// tensors not verified with the reason. Cases above a work limit are skipped (no attribute).
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -19,17 +22,20 @@ namespace plx {
 // Forward work B Hq Lq Lkv (D + Dv) above which `plx gen --certify` skips a case by default.
 constexpr double kCertifyWorkLimit = 2e6;
 
-// The truth hi + lo of one tensor against its enclosure, entry by entry.
-struct EnclosureCheck {
-  Tensor<double> rad;          // outward-rounded max distance from hi + lo to the enclosure's ends
-  std::size_t outside = 0;     // entries whose hi + lo is outside the enclosure
-  std::size_t first_outside = 0;
-  std::string first_detail;    // index, truth and enclosure of the first such entry
-  double max_rad = 0, max_abs = 0;
+// The distance of the truth hi + lo of one tensor to the far end of its enclosure, per entry.
+struct TruthRadius {
+  Tensor<double> rad;             // outward-rounded max(hi + lo - inf, sup - (hi + lo))
+  double max_rad = 0, max_abs = 0;  // max rad, max |hi|
 };
-EnclosureCheck check_truth_in_enclosure(const Truth& t, const Tensor<Ival>& enc);
+TruthRadius truth_radius(const Truth& t, const Tensor<Ival>& enc);
 
-// Certify f in place (f.rad, f.certified). Throws plx::Error if a truth lies outside its enclosure.
+// The largest normwise relative error (max rad / max |truth|) the fixture's own statement allows
+// for tensor `name`: 2 x reference_error.max_rel[name] (or 1e-25 where it states none) + 2^-105
+// (rounding x to hi + lo) + 1e-60 (room for the enclosure's width).
+double allowed_truth_error(const FixtureData& f, const std::string& name);
+
+// Certify f in place (f.rad, f.certified). Throws plx::Error if a truth's proven error exceeds
+// allowed_truth_error().
 // Returns false (and leaves f unchanged) if the case's work exceeds work_limit.
 bool certify_fixture(FixtureData& f, double work_limit = kCertifyWorkLimit, const CertifyOptions& o = {});
 

@@ -4,8 +4,8 @@
 // the SHA-256 of every dataset and the problem JSON with (a) the committed manifest and
 // (b) the committed files themselves (whose own checksums read_fixture verifies). Creation
 // time and git commit are attributes and are deliberately not compared. The suite is
-// regenerated with certification (plx gen --certify), so this is also the CI check that the
-// double-double truth lies inside the proven enclosure of every certified tensor (generation
+// regenerated with certification (plx gen --certify), so this is also the CI check that every
+// committed double-double truth is proven within its stated error of the exact value (generation
 // fails otherwise) and that the committed radii `<tensor>_rad` are reproduced bit for bit.
 #include <gtest/gtest.h>
 
