@@ -108,6 +108,7 @@ bool certify_fixture(FixtureData& f, double work_limit, const CertifyOptions& o)
     tensors[name] = {{"max_rad", ec.max_rad},
                      {"max_abs", ec.max_abs},
                      {"digits", std::isfinite(digits) ? json(std::floor(digits * 10) / 10) : json("exact")},
+                     {"allowed_rel", allowed},
                      {"enclosure_rel_width", normwise_rel_width(it->second)},
                      {"bits", c.bits.count(fwd ? "forward" : "backward") ? c.bits.at(fwd ? "forward" : "backward") : 0}};
     rad[name] = std::move(ec.rad);
