@@ -276,6 +276,7 @@ std::map<std::string, std::string> write_fixture(const FixtureData& f, const std
       if (p.probe == Probe::Learned) w.input("r", f.in.r, p.dtype);
       if (p.probe == Probe::Solver) w.f64("lambda", f.in.lambda);
       for (auto& [n, t] : f.truth) w.f64(n, t.hi), w.f64(n + "_lo", t.lo);
+      for (auto& [n, t] : f.rad) w.f64(n + "_rad", t);  // certified radii (optional)
       { h5::Handle g = h5::create_group(file, "saved"); }
       for (auto& [n, t] : f.saved) w.f64("saved/" + n, t.hi), w.f64("saved/" + n + "_lo", t.lo);
       { h5::Handle g = h5::create_group(file, "diag"); }
@@ -294,6 +295,7 @@ std::map<std::string, std::string> write_fixture(const FixtureData& f, const std
       h5::set_attr(file, "tolerances", f.tolerances.dump());
       if (!f.purpose.empty()) h5::set_attr(file, "purpose", f.purpose);
       if (!f.hint.empty()) h5::set_attr(file, "hint", f.hint);
+      if (!f.certified.is_null()) h5::set_attr(file, "certified", f.certified.dump());
       h5::set_attr(file, "layout",
                    std::string("heads-last, row-major: q, r, dq, dr [B,Lq,Hq,D]; k, dk [B,Lkv,Hkv,D]; v, dv "
                                "[B,Lkv,Hkv,Dv]; out, dO [B,Lq,Hq,Dv]; lambda, dlambda, saved/<per-row>, diag/* "
@@ -426,6 +428,26 @@ FixtureData read_fixture(const std::string& path) {
   }
   for (const auto& [n, t] : f.truth)
     if (!f.tolerances.contains(n)) throw Error("fixture '" + path + "': attribute 'tolerances' has no entry for '" + n + "'");
+  // Optional certified radii: every tensor the `certified` attribute lists has its <name>_rad.
+  if (h5::has_attr(file, ".", "certified")) {
+    try {
+      f.certified = json::parse(h5::get_attr_string(file, ".", "certified"));
+    } catch (const json::exception& e) {
+      throw Error("fixture '" + path + "': attribute 'certified' is not valid JSON: " + e.what());
+    }
+    const json listed = f.certified.value("tensors", json::object());
+    for (auto it = listed.begin(); it != listed.end(); ++it) {
+      const std::string n = it.key();
+      if (!f.truth.count(n)) throw Error("fixture '" + path + "': attribute 'certified' lists '" + n + "', which has no truth");
+      Tensor<double> r = h5::to_tensor(need(n + "_rad"));
+      try {
+        r.require_shape(f.truth.at(n).hi.shape, n + "_rad");
+      } catch (const Error& e) {
+        throw Error("fixture '" + path + "': " + e.what());
+      }
+      f.rad[n] = std::move(r);
+    }
+  }
   return f;
 }
 

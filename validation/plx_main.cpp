@@ -17,6 +17,7 @@
 
 #include "reference/all.hpp"
 #include "validation/candidates.hpp"
+#include "validation/certify_fixture.hpp"
 #include "validation/check.hpp"
 #include "validation/emulate.hpp"
 #include "validation/fixture.hpp"
@@ -67,7 +68,8 @@ int run_check(const CheckArgs& a) {
 }
 
 // ---- gen -------------------------------------------------------------------------------
-int run_gen(const std::string& suite_path, const std::string& out, int jobs, const std::string& scalar, bool quiet) {
+int run_gen(const std::string& suite_path, const std::string& out, int jobs, const std::string& scalar, bool quiet,
+            bool certify, double certify_limit) {
   Suite s = load_suite(suite_path);
   if (!scalar.empty()) {
     if (scalar != "dd" && scalar != "bf50") throw Error("--scalar must be dd or bf50, got '" + scalar + "'");
@@ -75,6 +77,7 @@ int run_gen(const std::string& suite_path, const std::string& out, int jobs, con
   }
   GenOptions o;
   o.jobs = jobs, o.progress = !quiet;
+  o.certify = certify, o.certify_work_limit = certify_limit;
   gen_suite(s, out, o);
   return 0;
 }
@@ -121,6 +124,7 @@ int run_inspect(const std::string& path, bool as_json) {
             {"provenance", fx.provenance}, {"problem", problem_to_json(fx.p)}, {"datasets", datasets},
             {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag},
             {"purpose", fx.purpose}, {"hint", fx.hint}};
+  if (!fx.certified.is_null()) j["certified"] = fx.certified;
   if (as_json) {
     std::cout << j.dump(1) << "\n";
     return 0;
@@ -139,6 +143,16 @@ int run_inspect(const std::string& path, bool as_json) {
                   d["type"].get<std::string>().c_str(), shape_str(d["shape"].get<std::vector<std::size_t>>()).c_str(),
                   d["sha256"].get<std::string>().c_str());
     std::cout << buf;
+  }
+  if (const std::string cs = certified_summary(fx); !cs.empty()) {  // widths of the certified enclosures
+    std::cout << "  " << cs << "\n";
+    for (auto it = fx.certified["tensors"].begin(); it != fx.certified["tensors"].end(); ++it)
+      std::cout << "    " << it.key() << ": max rad " << it.value()["max_rad"].get<double>() << " (max |truth| "
+                << it.value()["max_abs"].get<double>() << "), enclosure width " << it.value()["enclosure_rel_width"].get<double>()
+                << " relative, " << it.value()["bits"].get<long>() << " bits\n";
+    if (fx.certified.contains("not_verified"))
+      for (auto it = fx.certified["not_verified"].begin(); it != fx.certified["not_verified"].end(); ++it)
+        std::cout << "    " << it.key() << ": not verified: " << it.value().get<std::string>() << "\n";
   }
   std::cout << "  reference error: " << fx.reference_error.dump() << "\n  per-row diagnostics (max |.|): " << diag.dump()
             << "\n  recommended tolerances (rel_floor; limit = max(ratio x baseline, rel_floor x max|truth|)):\n";
@@ -238,6 +252,11 @@ int main(int argc, char** argv) {
   gen->add_option("--jobs", gen_jobs, "threads over cases (default: all); output bytes do not depend on it");
   gen->add_option("--scalar", gen_scalar, "override every case's truth scalar: dd or bf50");
   gen->add_flag("--quiet", gen_quiet, "no progress on stderr");
+  bool gen_certify = false;
+  double gen_certify_limit = kCertifyWorkLimit;
+  gen->add_flag("--certify", gen_certify, "also prove enclosures of the truth (interval arithmetic; docs/certified.md)");
+  gen->add_option("--certify-limit", gen_certify_limit, "certify only cases whose work B Hq Lq Lkv (D + Dv) is at most this")
+      ->check(CLI::PositiveNumber);
 
   auto* check = app.add_subcommand("check", "check a candidate against a fixture");
   CheckArgs ca;
@@ -268,7 +287,7 @@ int main(int argc, char** argv) {
     if (*gen) {
       if (gen_suite_path.empty() == gen_inputs.empty()) throw Error("gen: give exactly one of --suite FILE or --inputs FILE");
       if (!gen_inputs.empty()) return run_gen_inputs(gen_inputs, gen_problem, gen_out, gen_scalar, gen_purpose);
-      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet);
+      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet, gen_certify, gen_certify_limit);
     }
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);
