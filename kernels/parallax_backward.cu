@@ -1,4 +1,4 @@
-// kernels/parallax_backward.cu — backward of Parallax and softmax (SPEC §5.1, §5.2) on tensor cores.
+// kernels/parallax_backward.cu — backward of Parallax and softmax (docs/math.md §5.1, §5.2) on tensor cores.
 //
 // Charter: deterministic FlashAttention-2-style backward from the forward's saved tensors, bf16 or
 // fp16 operands, fp32 accumulation (mma.sync m16n8k16), no atomics, three launches:
@@ -9,7 +9,7 @@
 //      recomputing S^T = K Q^T, Z^T = K R^T, A^T = V dO^T; dv += SW dO, dk += GL Q + GU R;
 //   3. query-tile pass: one block per (64 queries, query head, batch) recomputes S, Z, A over
 //      its key range and accumulates dq = GL K, dr = GU K.
-// With p = exp2(tau log2e q.k - lse2), a = dO.v, z = r.k (SPEC §5.2):
+// With p = exp2(tau log2e q.k - lse2), a = dO.v, z = r.k (docs/math.md §5.2):
 //   gl = tau p (a - t + (zbar - z)(a - b)),  gu = -p (a - b),  sw = p (1 + zbar - z)
 // (softmax: gl = tau p (a - t), sw = p, no gu). gl, gu, sw are rounded to the input type before
 // their matrix products (as FlashAttention rounds P and dS). Masks: causal end-aligned, window,

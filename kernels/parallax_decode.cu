@@ -13,13 +13,13 @@
 //      and z; p1 hi / p1 lo / p2 hi / p2 lo as rows 0-3 / 4-7 / 8-11 / 12-15 in the PV mma
 //      (32 instead of 96 mma per warp and 16 keys, 127 instead of 230 registers); and the
 //      fused combine stages the split records in shared memory and weights each split once.
-// Stable formulation (both): the closed form of SPEC §4.1 with the per-row shift
-// z_j -> z_j - z0 of SPEC §7.1, so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when
+// Stable formulation (both): the closed form of docs/math.md §4.1 with the per-row shift
+// z_j -> z_j - z0 of docs/math.md §7.1, so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when
 // |zbar| >> sigma_z (the output is invariant to z0; only rounding depends on it).
 // v2 uses z0 = r.k_lo (the row's first allowed key, the same in every split); v3 uses, per
 // warp, the p1-weighted mean of z over its first keys with weight (a running zbar, closer
 // to zbar, hence smaller p2 = p1 (z - z0) and smaller bf16 rounding of p2).
-// Splits (and v3's warps) are merged by the exact raw-accumulator combine of SPEC §6.2:
+// Splits (and v3's warps) are merged by the exact raw-accumulator combine of docs/math.md §6.2:
 // pivots rescaled by exp2(m_c - M), shifts re-centred on the heaviest part's z0 with
 // d2 += (z0_c - Z0) d1_c, O2 += (z0_c - Z0) O1_c (exact algebra, fp32).
 // Not here: LLA, backward, Lq > 1.
@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(kDecThreads) parallax_decode_kernel(const Attn
     for (int g = 0; g < GMAX; ++g) {
       const float mt = fmaxf(fmaxf(red[g], red[GMAX + g]), fmaxf(red[2 * GMAX + g], red[3 * GMAX + g]));
       const float m_new = fmaxf(m_run[g], mt);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (docs/math.md §1.4)
       alpha[g] = exp2f(m_run[g] - m_use);                     // 0 while nothing was seen
       m_run[g] = m_new;
       const float p1 = exp2f(s[g] - m_use);                   // 0 for masked keys
@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(kDecThreads) parallax_decode_kernel(const Attn
   }
 }
 
-// Exact combine of SPEC §6.2 for one (b, hq) and one output column pair, reading the split
+// Exact combine of docs/math.md §6.2 for one (b, hq) and one output column pair, reading the split
 // workspace through L2 (__ldcg: other blocks wrote it).
 template <class T, int D, bool PLX, bool SMEM>
 __device__ __forceinline__ void combine_rec(const AttnParams& p, int b, int hq, int cp, const float* w0) {
@@ -460,7 +460,7 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
   if (ntiles > 1) load_tile(1, 1);
   cp_async_commit();
   const int r0 = lane >> 2;
-  // z0 (SPEC §7.1 shift), per warp and row: the p1-weighted mean of z over the first 16 keys
+  // z0 (docs/math.md §7.1 shift), per warp and row: the p1-weighted mean of z over the first 16 keys
   // of this warp where the row has weight (a running zbar); the merges re-centre exactly.
   float z0r[2] = {0.f, 0.f};
   bool z0set[2] = {false, false};
@@ -684,7 +684,7 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
   }
   cp_async_wait<0>();
   __syncthreads();
-  // ---- merge the 4 warp states (exact rescaling, SPEC §6.2) ----
+  // ---- merge the 4 warp states (exact rescaling, docs/math.md §6.2) ----
   if (STK) {
     // rows r0 (lanes 0-15: hi, 16-31: lo) hold O1 of head r0 & 3 in e = 0, 1 and O2 in e = 2, 3
     d1[0] += __shfl_xor_sync(0xffffffffu, d1[0], 1);
@@ -772,7 +772,7 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
         // v4: stage all records in shared memory with independent 16-byte L2 loads (one round
         // trip instead of one per split), compute each split's weight exp2(m_c - M) and shift
         // z0_c - Z0 once per (head, split), then one thread per (head, 4 columns) sums over the
-        // splits with 16-byte shared loads. Same SPEC §6.2 algebra as combine_one.
+        // splits with 16-byte shared loads. Same docs/math.md §6.2 algebra as combine_one.
         float* sw = reinterpret_cast<float*>(smem_raw);  // [G][S][CWS] records
         float* wt = sw + nf;                             // [G][S][2]: a_c, dz_c (a_c = 0: skip)
         float* hd = wt + 2 * G * S_;                     // [G][2]: M, Z0

@@ -117,7 +117,7 @@ template <class T> void compute_truth(FixtureData& f, json& notes) {
   f.diag = std::move(F.diag);
 #ifdef PLX_BACKWARD_TEMPLATES
   if (f.p.decode) {
-    notes["gradients"] = "none: decode is forward only (SPEC 6.1)";
+    notes["gradients"] = "none: decode is forward only (docs/math.md §6.1)";
     return;
   }
   try {
@@ -249,10 +249,16 @@ json iterative_reference_error(const FixtureData& f, json& method) {
 
 FixtureData generate_fixture(const Problem& p, const std::string& scalar) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
+  return generate_fixture(p, make_inputs(p), scalar);
+}
+
+FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar) {
+  if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
+  check_inputs(p, in);
   FixtureData f;
   f.p = p;
   f.scalar = scalar;
-  f.in = make_inputs(p);
+  f.in = std::move(in);
   json notes;
   if (scalar == "dd") compute_truth<dd>(f, notes);
   else compute_truth<bf50>(f, notes);
@@ -370,6 +376,8 @@ std::map<std::string, std::string> write_fixture(const FixtureData& f, const std
       h5::set_attr(file, "created", utc_now());
       h5::set_attr(file, "reference_error", f.reference_error.dump());
       h5::set_attr(file, "tolerances", f.tolerances.dump());
+      if (!f.purpose.empty()) h5::set_attr(file, "purpose", f.purpose);
+      if (!f.hint.empty()) h5::set_attr(file, "hint", f.hint);
       h5::set_attr(file, "layout",
                    std::string("heads-last, row-major: q, r, dq, dr [B,Lq,Hq,D]; k, dk [B,Lkv,Hkv,D]; v, dv "
                                "[B,Lkv,Hkv,Dv]; out, dO [B,Lq,Hq,Dv]; lambda, dlambda, saved/<per-row>, diag/* "
@@ -420,6 +428,8 @@ FixtureData read_fixture(const std::string& path) {
   }
   for (const char* a : {"generator", "git_commit", "created"})
     f.provenance[a] = h5::has_attr(file, ".", a) ? h5::get_attr_string(file, ".", a) : "";
+  if (h5::has_attr(file, ".", "purpose")) f.purpose = h5::get_attr_string(file, ".", "purpose");
+  if (h5::has_attr(file, ".", "hint")) f.hint = h5::get_attr_string(file, ".", "hint");
 
   // Every dataset, with its checksum verified before anything uses it.
   std::map<std::string, h5::Raw> raw;
