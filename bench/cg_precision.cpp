@@ -3,7 +3,7 @@
 // For the query-centred systems Sigma rho = mu of a few rows (bf16 inputs, one head, L = 97,
 // D = argv[1], default 64) formed in 300-digit MPFR, prints per iteration k <= 40 the relative
 // deviation of the iterate computed in double, dd, qd and bf50 from the same recurrence in
-// MPFR: plain CG, the SPEC recurrence (+1e-10 in the step) and Lanczos with full
+// MPFR: plain CG, the eps-CG recurrence of docs/math.md "Solving for the probe" (+1e-10 in the step) and Lanczos with full
 // reorthogonalisation (whose exact value is the Krylov iterate), as CSV on stdout.
 // bench/plot_cg_precision.py draws docs/figures/cg_precision.png from it.
 #include <cstdio>
@@ -17,7 +17,7 @@ using namespace plx;
 using M = mpfr;
 const int KMAX = 40;
 
-// Every iterate x_1..x_KMAX of plain CG (eps10 = false) or the SPEC recurrence (+epsval in
+// Every iterate x_1..x_KMAX of plain CG (eps10 = false) or the eps-CG recurrence of docs/math.md "Solving for the probe" (+epsval in
 // the step denominator), without a stopping test (a pinned count k is a prefix of these).
 template <class T> std::vector<Vec<T>> cg_iterates(const Mat<T>& A, const Vec<T>& y, bool eps10, double epsval) {
   const int n = int(y.size());
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(cvt<double>(A));
     double cond = es.eigenvalues().maxCoeff() / es.eigenvalues().minCoeff();
     SolveReport rep; solve_cg<M>(A, y, false, 1e-12, 1e-12, 32, rep);
-    for (int variant : {0, 1, 2}) {  // 0 plain CG, 1 SPEC CG (+1e-10), 2 Lanczos full reorth
+    for (int variant : {0, 1, 2}) {  // 0 plain CG, 1 eps-CG (+1e-10), 2 Lanczos full reorth
       auto ref = variant == 2 ? lanczos_iterates<M>(A, y) : cg_iterates<M>(A, y, variant == 1, 1e-10);
       const char* vn = variant == 0 ? "plain" : variant == 1 ? "spec" : "lanczos";
       auto emit = [&](const char* pn, const std::vector<double>& e) {

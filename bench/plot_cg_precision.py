@@ -4,7 +4,7 @@
 Usage: /usr/bin/python3 bench/plot_cg_precision.py docs/figures/cg_precision.csv docs/figures/cg_precision.png [row]
 Needs python3-matplotlib (Debian). One panel per ridge lambda for one query row: the relative
 deviation of each precision's iterate from the same recurrence run in 300-digit MPFR, against
-the iteration count k, for plain CG, the SPEC recurrence (with +1e-10 in the step) and Lanczos
+the iteration count k, for plain CG, the eps-CG recurrence (with +1e-10 in the step) and Lanczos
 with full reorthogonalisation; the grey line is the exact iterate's distance to the direct solve.
 """
 import csv
@@ -20,7 +20,7 @@ rows = [r for r in csv.DictReader(open(src)) if r["row"] == row]
 lams = sorted({r["lambda"] for r in rows}, key=float, reverse=True)
 colors = {"double": "tab:red", "dd": "tab:blue", "qd": "tab:green", "bf50": "tab:purple"}
 styles = {"plain": "-", "spec": "--", "lanczos": ":"}
-names = {"plain": "plain CG", "spec": "SPEC CG (+1e-10)", "lanczos": "Lanczos, full reorth."}
+names = {"plain": "plain CG", "spec": "eps-CG (+1e-10 in the step)", "lanczos": "Lanczos, full reorth."}
 fig, axes = plt.subplots(1, len(lams), figsize=(5.2 * len(lams), 4.6), sharey=True)
 for ax, lam in zip(axes, lams):
     sel = [r for r in rows if r["lambda"] == lam]
@@ -34,7 +34,7 @@ for ax, lam in zip(axes, lams):
                         label=f"{names[var]}, {prec}" if ax is axes[0] else None)
     err = [(int(r["k"]), max(float(r["err_direct"]), 1e-70)) for r in sel if r["variant"] == "spec" and r["prec"] == "dd"]
     ax.semilogy(*zip(*err), "-", color="0.6", lw=3, alpha=0.6,
-                label="|x_k - x*| / |x*| (SPEC CG, exact)" if ax is axes[0] else None)
+                label="|x_k - x*| / |x*| (eps-CG, exact)" if ax is axes[0] else None)
     ax.axvline(stopk, color="k", lw=0.8, ls="-.")
     ax.set_title(f"lambda = {lam}: cond(Sigma) = {cond:.3g}, stop test fires at k = {stopk}", fontsize=9)
     ax.set_xlabel("iterations k")

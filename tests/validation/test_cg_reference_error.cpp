@@ -1,7 +1,7 @@
 // tests/validation/test_cg_reference_error.cpp — a CG-solved LLA fixture states a reference
 // error at least as large as an independent measurement of it (docs/cg.md).
 //
-// The case is issue 22's (bf16 FlashLLA prefill, lambda = 0.1, plain CG with the default 32
+// The case is docs/cg.md's D = 64 bf16 case (FlashLLA prefill, lambda = 0.1, plain CG with the default 32
 // iterations, D = Dv = 64, L = 97) with one kv head of two query heads to keep it cheap. Its
 // truncated CG iterate amplifies the rounding of the truth's scalar by ~1e10 and more, so the
 // direct-solve estimate 64 (Lkv + D + Dv) u kappa (~1e-24 here) understates the dd truth's
@@ -17,7 +17,7 @@ using namespace plx;
 
 namespace {
 
-Problem issue_case() {
+Problem d64_bf16_case() {
   Problem p;
   set_member(p, "lla");
   p.name = "lla_cg_bf16_d64";
@@ -43,7 +43,7 @@ template <class T> double rel_diff(const Truth& truth, const Tensor<T>& other) {
 }  // namespace
 
 TEST(CgReferenceError, StatedErrorCoversAnIndependentBf50Measurement) {
-  const Problem p = issue_case();
+  const Problem p = d64_bf16_case();
   const FixtureData f = generate_fixture(p, "dd");
   ASSERT_TRUE(f.reference_error.contains("max_rel"));
   const auto& stated = f.reference_error["max_rel"];
