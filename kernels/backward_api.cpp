@@ -80,7 +80,7 @@ bool supports_backward(const Problem& p, std::string* why_not) {
     if (why_not) *why_not = w;
     return false;
   };
-  if (p.decode) return no("decode is forward only (SPEC §6.1): no backward");
+  if (p.decode) return no("decode is forward only (docs/math.md §6.1): no backward");
   if (p.probe == Probe::Solver) return no("LLA (solver probe) has no CUDA backward");
   if (p.probe == Probe::Learned && p.anchor != Anchor::KeyMean) return no("learned probe with the query anchor has no CUDA backward");
   if (p.probe == Probe::None && p.anchor != Anchor::KeyMean) return no("softmax with a query anchor has no CUDA backward");

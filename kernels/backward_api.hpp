@@ -7,7 +7,7 @@
 // everything widened to double: out, dq, dk, dv, dr and, in `saved`, the forward's vbar, lse,
 // m, omega (= d1), zbar and the backward's per-row t = <dO,out>, b = <dO,vbar>. Params-level
 // entry points (check_backward_params, launch_backward) are in kernels/backward_launch.hpp.
-// Not here: LLA (solver probes), query anchors, decode (forward only, SPEC §6.1).
+// Not here: LLA (solver probes), query anchors, decode (forward only, docs/math.md §6.1).
 #pragma once
 #include <string>
 

@@ -1,6 +1,6 @@
 // kernels/backward_params.hpp — the params struct of the plx CUDA backward (softmax, Parallax).
 //
-// Charter: plain pointers, element strides and shapes for the backward of SPEC §5.1 / §5.2 on
+// Charter: plain pointers, element strides and shapes for the backward of docs/math.md §5.1 / §5.2 on
 // bf16 or fp16 tensors (fp32 accumulation), fed by what the prefill forward saves
 // (kernels/params.hpp: out, vbar, lse, m, d1, zbar). No CUDA types, so host code and the
 // CPU-only argument checks include it without nvcc. Every tensor's feature (last) axis must
@@ -54,12 +54,12 @@ struct BwdParams {
   std::int64_t dq_batch_stride = 0, dq_row_stride = 0, dq_head_stride = 0;  // dq and dr
   std::int64_t dk_batch_stride = 0, dk_row_stride = 0, dk_head_stride = 0;  // dk and dv
   std::int64_t d_stride = 1;   // stride of the feature axis of every tensor: must be 1 (contiguous)
-  // ---- shapes (SPEC §1.1) -----------------------------------------------------------------------
+  // ---- shapes (docs/math.md §1.1) -----------------------------------------------------------------------
   int B = 0, Hq = 0, Hkv = 0;  // Hq % Hkv == 0; query head h reads kv head h / (Hq / Hkv)
   int Lq = 0, Lkv = 0;         // >= 1
   int D = 0, Dv = 0;           // supported: D = Dv in {64, 128}
   float scale = 0;             // tau (> 0, finite), multiplies q.k only
-  // ---- mask (SPEC §1.2; identical to the forward's) ---------------------------------------------
+  // ---- mask (docs/math.md §1.2; identical to the forward's) ---------------------------------------------
   bool causal = true;          // end-aligned: query i sits at P_i = used_b - Lq + i
   int window = -1;             // keep the W most recent keys incl. the diagonal; -1 = off
   const int* start = nullptr;  // device [B] first usable key per batch, or null (= 0)

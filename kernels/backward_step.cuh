@@ -1,4 +1,4 @@
-// kernels/backward_step.cuh — the per-(query, key) weights of the backward (SPEC §5.2), shared
+// kernels/backward_step.cuh — the per-(query, key) weights of the backward (docs/math.md §5.2), shared
 // by the mma.sync passes (parallax_backward.cu) and the wgmma passes (
 // parallax_backward_wgmma.cu).
 //

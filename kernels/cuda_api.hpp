@@ -23,7 +23,7 @@ namespace plx::cuda {
 bool available(std::string* why_not);
 
 // The kernels implement this problem: softmax or Parallax (learned probe, key-mean anchor;
-// either formulation, both computed as the shifted closed form of SPEC §7.1), dtype bf16 or
+// either formulation, both computed as the shifted closed form of docs/math.md §7.1), dtype bf16 or
 // fp16, D = Dv in {64, 128}, Hq % Hkv == 0 (decode: group G = Hq/Hkv <= 16). LLA (solver probe)
 // problems are routed to kernels/lla_api.hpp (lla_supports / lla_forward).
 bool supports(const Problem& p, std::string* why_not);

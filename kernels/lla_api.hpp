@@ -6,7 +6,7 @@
 // the results to double). Bad input is a plx::Error thrown before any CUDA call; a row whose
 // fp32 direct solve finds C + lambda I singular is a plx::NumericalError after the launch, as
 // in reference/ and fast/ (LlaRunOptions::throw_on_singular = false returns it as a status).
-// Formulation (SPEC §3.5, §7.3, §7.4): the output is always assembled in the covariance form
+// Formulation (docs/math.md §3.5, §7.3, §7.4): the output is always assembled in the covariance form
 //   out = a * vbar - b * sum_j p_j (r.(k_j - kbar)) (v_j - vbar)
 // with (r, a, b) = (theta, 1, 1) for the key-mean anchor and (rho, omega (1 - rho.delta)/d,
 // omega/d) for the query anchor, so no `1 - rho.e_j` or `O1 (1 + c) - O2` cancellation occurs;
@@ -47,7 +47,7 @@ bool lla_supports(const Problem& p, std::string* why_not);
 // row, widened to double). Throws plx::Error if unsupported or no device, and (unless
 // opt.throw_on_singular is false) plx::NumericalError if any row's direct solve was singular
 // (lla_throw_if_singular). Not-converged / non-finite CG rows are reported in status, not thrown
-// (SPEC §7.5, like the reference).
+// (docs/math.md §7.5, like the reference).
 CandidateResult lla_forward(const Problem& p, const Inputs& in, const LlaRunOptions& opt = {});
 
 // Throws plx::NumericalError naming the first row (b, h, i) of a [B, Hq, Lq] status tensor (the

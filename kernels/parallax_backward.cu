@@ -1,4 +1,4 @@
-// kernels/parallax_backward.cu — backward of Parallax and softmax (SPEC §5.1, §5.2) on tensor cores.
+// kernels/parallax_backward.cu — backward of Parallax and softmax (docs/math.md §5.1, §5.2) on tensor cores.
 //
 // Charter: deterministic FlashAttention-2-style backward from the forward's saved tensors, bf16 or
 // fp16 operands, fp32 accumulation (mma.sync m16n8k16), no atomics, three launches:
@@ -14,7 +14,7 @@
 //      common offset (real models' keys share a large mean direction) then lose no accuracy: with
 //      t, b from the 16-bit out, vbar the weights of a row do not sum to exactly zero, and GL K
 //      would carry that sum times the offset (the probe bench/cuda/probe_key_offset measures it).
-// With p = exp2(tau log2e q.k - lse2), a = dO.v, z = r.k (SPEC §5.2):
+// With p = exp2(tau log2e q.k - lse2), a = dO.v, z = r.k (docs/math.md §5.2):
 //   gl = tau p (a - t + (zbar - z)(a - b)),  gu = -p (a - b),  sw = p (1 + zbar - z)
 // (softmax: gl = tau p (a - t), sw = p, no gu). gl, gu, sw are rounded to the input type before
 // their matrix products (as FlashAttention rounds P and dS). Masks: causal end-aligned, window,

@@ -12,13 +12,13 @@
 //      (32 instead of 96 mma per warp and 16 keys, 127 instead of 230 registers); and the fused
 //      combine stages the split records in shared memory and weights each split once;
 //   cuda_core: fp32 FMA throughout (p1, p2 never rounded), compute-bound for G >= 4.
-// Stable formulation (both): the closed form of SPEC §4.1 with the per-row shift
-// z_j -> z_j - z0 of SPEC §7.1, so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when
+// Stable formulation (both): the closed form of docs/math.md §4.1 with the per-row shift
+// z_j -> z_j - z0 of docs/math.md §7.1, so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when
 // |zbar| >> sigma_z (the output is invariant to z0; only rounding depends on it).
 // cuda_core uses z0 = r.k_lo (the row's first allowed key, the same in every split); mma_sync uses, per
 // warp, the p1-weighted mean of z over its first keys with weight (a running zbar, closer
 // to zbar, hence smaller p2 = p1 (z - z0) and smaller bf16 rounding of p2).
-// Splits (and mma_sync's warps) are merged by the exact raw-accumulator combine of SPEC §6.2:
+// Splits (and mma_sync's warps) are merged by the exact raw-accumulator combine of docs/math.md §6.2:
 // pivots rescaled by exp2(m_c - M), shifts re-centred on the heaviest part's z0 with
 // d2 += (z0_c - Z0) d1_c, O2 += (z0_c - Z0) O1_c (exact algebra, fp32).
 // Not here: LLA, backward, Lq > 1.
@@ -58,7 +58,7 @@ template <int D, int GMAX> struct DecodeCoreSmem {
   static constexpr int bytes = kv_bytes + 4 * (qr_floats + p_floats + misc_floats);
 };
 
-// The end of a row's exact combine (SPEC §6.2), for N output columns from col on: vbar = A / d1
+// The end of a row's exact combine (docs/math.md §6.2), for N output columns from col on: vbar = A / d1
 // and, for Parallax, out = vbar + (zbar vbar - C / d1) with zbar = d2 / d1 the mean of z - z0 (the
 // shifted closed form: no cancellation when |zbar| >> sigma_z); for col = 0 also the row's lse, m,
 // d1 and zbar = d2 / d1 + z0. M is the pivot in base 2. Empty rows (d1 = 0) give zeros.
@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kDecThreads) parallax_decode_kernel(const Attn
     for (int g = 0; g < GMAX; ++g) {
       const float mt = fmaxf(fmaxf(red[g], red[GMAX + g]), fmaxf(red[2 * GMAX + g], red[3 * GMAX + g]));
       const float m_new = fmaxf(m_run[g], mt);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (docs/math.md §1.4)
       alpha[g] = exp2f(m_run[g] - m_use);                     // 0 while nothing was seen
       m_run[g] = m_new;
       const float p1 = exp2f(s[g] - m_use);                   // 0 for masked keys
@@ -301,7 +301,7 @@ __global__ void __launch_bounds__(kDecThreads) parallax_decode_kernel(const Attn
   }
 }
 
-// Exact combine of SPEC §6.2 for one (b, hq) and one output column pair, reading the split
+// Exact combine of docs/math.md §6.2 for one (b, hq) and one output column pair, reading the split
 // workspace through L2 (__ldcg: other blocks wrote it).
 template <class T, int D, bool PLX> __device__ __forceinline__ void combine_one(const AttnParams& p, int b, int hq, int cp) {
   const float* w0 = p.workspace + ((long long)b * p.Hq + hq) * p.num_splits * (4 + 2 * D);
@@ -620,7 +620,7 @@ __device__ __forceinline__ void decode_mma_step_rows(int kw, int c_hi, int buf, 
 }
 
 // The 4 warps' states through shared memory (comb), merged per (head, column pair) by the exact
-// rescaling of SPEC §6.2, then decode_finish: the output, or this split's record.
+// rescaling of docs/math.md §6.2, then decode_finish: the output, or this split's record.
 template <class T, int D, bool PLX, bool STK>
 __device__ __forceinline__ void decode_mma_merge_warps(const AttnParams& p, float* comb, int b, int hk, int G, int split,
                                                        int tid, int lane, int warp, float (&o1)[D / 8][4],
@@ -629,7 +629,7 @@ __device__ __forceinline__ void decode_mma_merge_warps(const AttnParams& p, floa
   using S3 = DecodeMmaSmem<D>;
   constexpr int NT = 128, NTO = D / 8, CW = S3::CW;
   const int r0 = lane >> 2;
-  // ---- merge the 4 warp states (exact rescaling, SPEC §6.2) ----
+  // ---- merge the 4 warp states (exact rescaling, docs/math.md §6.2) ----
   if (STK) {
     // rows r0 (lanes 0-15: hi, 16-31: lo) hold O1 of head r0 & 3 in e = 0, 1 and O2 in e = 2, 3
     d1[0] += __shfl_xor_sync(0xffffffffu, d1[0], 1);
@@ -693,7 +693,7 @@ __device__ __forceinline__ void decode_mma_merge_warps(const AttnParams& p, floa
 // The split combine of the last block of a kv head, staged: all records into shared memory with
 // independent 16-byte L2 loads (one round trip instead of one per split), each split's weight
 // exp2(m_c - M) and shift z0_c - Z0 once per (head, split), then one thread per (head, 4 columns)
-// sums over the splits. Same SPEC §6.2 algebra as combine_one. Needs (nf + 2 G S + 2 G) floats.
+// sums over the splits. Same docs/math.md §6.2 algebra as combine_one. Needs (nf + 2 G S + 2 G) floats.
 template <class T, int D, bool PLX>
 __device__ __forceinline__ void decode_mma_combine_staged(const AttnParams& p, unsigned char* smem_raw, int b, int hk, int G,
                                                           int S_, int tid) {
@@ -702,7 +702,7 @@ __device__ __forceinline__ void decode_mma_combine_staged(const AttnParams& p, u
     // Stage all records in shared memory with independent 16-byte L2 loads (one round
     // trip instead of one per split), compute each split's weight exp2(m_c - M) and shift
     // z0_c - Z0 once per (head, split), then one thread per (head, 4 columns) sums over the
-    // splits with 16-byte shared loads. Same SPEC §6.2 algebra as combine_one.
+    // splits with 16-byte shared loads. Same docs/math.md §6.2 algebra as combine_one.
     float* sw = reinterpret_cast<float*>(smem_raw);  // [G][S][CWS] records
     float* wt = sw + nf;                             // [G][S][2]: a_c, dz_c (a_c = 0: skip)
     float* hd = wt + 2 * G * S_;                     // [G][2]: M, Z0
@@ -790,7 +790,7 @@ __global__ void __launch_bounds__(128) parallax_decode_mma_kernel(const AttnPara
   cp_async_commit();
   if (ntiles > 1) load_tile(1, 1);
   cp_async_commit();
-  // z0 (SPEC §7.1 shift), per warp and row: the p1-weighted mean of z over the first 16 keys
+  // z0 (docs/math.md §7.1 shift), per warp and row: the p1-weighted mean of z over the first 16 keys
   // of this warp where the row has weight (a running zbar); the merges re-centre exactly.
   float z0r[2] = {0.f, 0.f};
   bool z0set[2] = {false, false};

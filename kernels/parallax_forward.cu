@@ -5,7 +5,7 @@
 // (cp.async); S = Q K^T and Z = R K^T by mma.sync m16n8k16 (bf16 or fp16 operands, fp32
 // accumulators, sharing the K fragments), online softmax in base 2, O1 += P1 V and
 // O2 += P2 V by mma with P1 = exp2(s - m) and P2 = P1 (z - z0) rounded to the input type
-// (as FlashAttention rounds P). Stable formulation: the per-row shift of SPEC §7.1 with
+// (as FlashAttention rounds P). Stable formulation: the per-row shift of docs/math.md §7.1 with
 // z0 = the running p1-weighted mean of z, re-centred after every tile (d2 -= dz d1,
 // O2 -= dz O1), so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when |zbar| >> sigma_z
 // and P2 stays small when later tiles bring dominant keys with a different z (outlier tokens). Causal (end-aligned), windows, start/used per batch, GQA (head h

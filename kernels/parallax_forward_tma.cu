@@ -121,7 +121,7 @@ __device__ __forceinline__ StackFactors stacked_p1(float (&w)[NTS][4], StackRow&
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
   const float m_new = fmaxf(st.m, mx * qscale);
-  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
+  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (docs/math.md §1.4)
   const float alpha = exp2_ftz(st.m - m_use);
   st.m = m_new;
   float ls[4] = {0.f, 0.f, 0.f, 0.f};

@@ -48,12 +48,12 @@ struct AttnParams {
   std::int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
   std::int64_t v_batch_stride = 0, v_row_stride = 0, v_head_stride = 0;
   std::int64_t o_batch_stride = 0, o_row_stride = 0, o_head_stride = 0;  // out and vbar share these
-  // ---- shapes (SPEC §1.1) ---------------------------------------------------------------
+  // ---- shapes (docs/math.md §1.1) ---------------------------------------------------------------
   int B = 0, Hq = 0, Hkv = 0;  // batch, query heads, kv heads (Hq % Hkv == 0; head h reads kv head h / (Hq/Hkv))
   int Lq = 0, Lkv = 0;         // queries, keys (>= 1)
   int D = 0, Dv = 0;           // head dims of q/r/k and v; supported: D = Dv in {64, 128}
   float scale = 0;             // tau (> 0, finite): multiplies q.k only, never r.k
-  // ---- mask (SPEC §1.2, reference/problem.hpp row_range) ---------------------------------
+  // ---- mask (docs/math.md §1.2, reference/problem.hpp row_range) ---------------------------------
   bool causal = true;          // end-aligned: query i sits at P_i = used_b - Lq + i
   int window = -1;             // keep the W most recent keys incl. the diagonal; -1 = off
   const int* start = nullptr;  // device [B] first usable key per batch, or null (= 0)

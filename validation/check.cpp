@@ -1,5 +1,6 @@
 // validation/check.cpp — candidate files, the same-precision baseline, and the check itself.
 #include "validation/check.hpp"
+#include "validation/certify_fixture.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -7,6 +8,7 @@
 
 #include "reference/all.hpp"
 #include "validation/conditioning.hpp"
+#include "validation/emulate.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 
@@ -118,9 +120,11 @@ Candidate candidate_from_result(const std::string& label, const CandidateResult&
 }
 
 CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c,
-                            const std::map<std::string, double>& abs_override) {
+                            const std::map<std::string, double>& abs_override, const std::string& baseline) {
   CheckResult res;
   res.fixture = fixture_path, res.candidate = c.label, res.problem = fx.p;
+  res.purpose = fx.purpose, res.hint = fx.hint;
+  res.baseline = baseline.empty() ? "default" : profile_by_name(baseline).name;
   for (const auto& [name, t] : abs_override)
     if (!c.tensors.count(name))
       throw Error("--tol names tensor '" + name + "', which the candidate does not provide");
@@ -141,7 +145,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     if (!baselines.count(ct.dtype)) {
       std::string note;
       bool fb = false;
-      baselines[ct.dtype] = same_precision_baseline(fx.p, fx.in, ct.dtype, want_grads, &note, &fb);
+      baselines[ct.dtype] = profile_baseline(fx.p, fx.in, ct.dtype, want_grads, baseline, &note, &fb);
       res.notes.push_back(note);
       fell_back[ct.dtype] = fb;
       if (fb) {
@@ -184,6 +188,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   if (fx.reference_error.contains("max_rel"))
     res.notes.push_back("truth: reference in " + fx.scalar + ", its own error " +
                         fx.reference_error.value("method", std::string("?")) + ": " + fx.reference_error["max_rel"].dump());
+  if (const std::string cs = certified_summary(fx); !cs.empty()) res.notes.push_back(cs);
   res.passed = !res.reports.empty();
   for (const auto& r : res.reports) res.passed = res.passed && r.passed;
   return res;
@@ -193,7 +198,7 @@ json CheckResult::to_json() const {
   json t = json::array();
   for (const auto& r : reports) t.push_back(plx::to_json(r));
   return {{"fixture", fixture}, {"candidate", candidate}, {"problem", problem_to_json(problem)},
-          {"passed", passed}, {"tensors", t}, {"notes", notes}};
+          {"passed", passed}, {"tensors", t}, {"notes", notes}, {"baseline", baseline}, {"purpose", purpose}, {"hint", hint}};
 }
 
 std::string CheckResult::format() const {
@@ -203,9 +208,11 @@ std::string CheckResult::format() const {
     << " Hkv=" << p.Hkv << " Lq=" << p.Lq << " Lkv=" << p.Lkv << " D=" << p.D << " Dv=" << p.Dv
     << (p.causal ? " causal" : "") << (p.window >= 0 ? " window=" + std::to_string(p.window) : "")
     << (p.decode ? " decode" : "") << "]\n";
-  o << "   fixture " << fixture << "\n   candidate " << candidate << "\n";
+  o << "   fixture " << fixture << "\n   candidate " << candidate << "\n   baseline " << baseline << "\n";
   o << format_report(reports);
   for (const auto& n : notes) o << "   note: " << n << "\n";
+  if (!passed && !purpose.empty()) o << "   the case tests: " << purpose << "\n";
+  if (!passed && !hint.empty()) o << "   hint: " << hint << "\n";
   o << "   result: " << (passed ? "PASS" : "FAIL") << "\n";
   return o.str();
 }

@@ -13,7 +13,7 @@
 // |         | query head, thread-per-key scores straight from global memory         |                                               |
 // | v2      | split-KV flash-decoding, one block per (split, kv head, b) serving    | 8-110x over v1; 0.95 of the HBM floor for     |
 // |         | the whole GQA group, 16-byte cp.async double buffer, CUDA-core fp32   | MHA at B=32; compute-bound for G=4            |
-// |         | scores and PV (P never rounded), exact SPEC 6.2 combine kernel        | (1139 us at B=32, 32/8, 16k)                  |
+// |         | scores and PV (P never rounded), exact docs/math.md §6.2 combine kernel        | (1139 us at B=32, 32/8, 16k)                  |
 // | v3      | scores and PV on mma.sync m16n8k16 (heads = rows, padded to 16), 4     | 1.8-2.2x over v2 for G=4; 8-25% over v2 at    |
 // |         | warps x 16 keys merged at the end, 3 stages, per-warp running-zbar     | B=1; 3-10% slower than v2 for MHA at B=32     |
 // |         | shift, P as hi+lo bf16 pairs, combine fused into the last split block  | (so the library dispatches v2 there)          |

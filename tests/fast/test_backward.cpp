@@ -99,7 +99,7 @@ Problem fixed(const std::string& member, int Lq, int Lkv, int D) {
 RC_GTEST_PROP(FastBackward, SoftmaxMatchesReference, ()) { property("softmax"); }
 RC_GTEST_PROP(FastBackward, ParallaxMatchesReference, ()) { property("parallax"); }
 RC_GTEST_PROP(FastBackward, ParallaxCentredMatchesReference, ()) { property("parallax_centred"); }
-// The same rule on the SPEC §7 hazard inputs (tests/support.hpp gen_hazard).
+// The same rule on the docs/math.md §7 hazard inputs (tests/support.hpp gen_hazard).
 RC_GTEST_PROP(FastBackward, HazardInputsMatchReference, ()) {
   property(*rc::gen::element<std::string>("softmax", "parallax", "parallax_centred"), true);
 }

@@ -482,7 +482,7 @@ TEST(CudaBackward, MasksGqaWindowsEmptyRowsFp16) {
     run(base_problem(member, DType::F16, 64, 2, 4, 2, 77, 77, ++seed), "fp16 D=64");
   }
   Problem lr = base_problem("parallax", DType::BF16, 128, 1, 4, 2, 128, 128, ++seed);
-  lr.gen = InputGen::LargeR;  // SPEC §7.1: |zbar| >> sigma_z; zbar - z cancels in gl and sw
+  lr.gen = InputGen::LargeR;  // docs/math.md §7.1: |zbar| >> sigma_z; zbar - z cancels in gl and sw
   run(lr, "LargeR");
   Problem nm = base_problem("parallax", DType::BF16, 128, 1, 2, 2, 100, 100, ++seed);
   nm.gen = InputGen::Normal;  // un-normalised q, k: sharper weights
@@ -611,7 +611,7 @@ TEST(CudaBackward, RandomProblemsProperty) {
         p.start[b] = *rc::gen::inRange(0, p.used[b] + 1);
       }
     }
-    // Every input generator, the SPEC §7 hazards included (outlier tokens, sinks, near-duplicate
+    // Every input generator, the docs/math.md §7 hazards included (outlier tokens, sinks, near-duplicate
     // keys, logits x8, cond(cov k) = 1e4, a large common offset of z, z - zbar cancelling).
     p.gen = *rc::gen::element(InputGen::RmsNorm, InputGen::Normal, InputGen::LargeR, InputGen::Anisotropic,
                               InputGen::Outliers, InputGen::Sink, InputGen::NearDuplicate, InputGen::LargeScale,

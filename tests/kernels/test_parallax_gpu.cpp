@@ -1,7 +1,7 @@
 // tests/kernels/test_parallax_gpu.cpp — the CUDA decode and prefill kernels vs the reference.
 //
 // Charter: random problems from our RNG (edge lengths 1, 7, 63, 64, 65, 97, ..., GQA, windows,
-// start/used, empty rows, every SPEC §7 hazard generator), run through plx::cuda::forward
+// start/used, empty rows, every docs/math.md §7 hazard generator), run through plx::cuda::forward
 // (outputs poisoned with NaN first), compared by validation/compare to the float64
 // reference (truth) with the FlashAttention rule: kernel error <= 2 x the error of a
 // same-precision baseline + a derived floor. The baseline is emulate() below: float
@@ -29,7 +29,7 @@ double round_to(double x, DType t) {
 }
 
 // Same-precision baseline: float dot products and sums, exp in float, the shifted closed form
-// of SPEC §7.1 with z0 = zbar (the best shift), p1/p2 rounded to the input type when
+// of docs/math.md §7.1 with z0 = zbar (the best shift), p1/p2 rounded to the input type when
 // round_p (the prefill kernel's bf16/fp16 PV operands), output rounded to the input type.
 struct Emulated {
   Tensor<double> out, lse, zbar;
@@ -211,7 +211,7 @@ TEST(CudaDecode, MasksEmptyRowsFp16LargeR) {
     check_case(f, "decode fp16", o);
     Problem m = base_problem("parallax", DType::BF16, 128, 2, 16, 1, 1, 513, ++seed);  // MQA, G = 16
     check_case(m, "decode MQA G=16", o);
-    // SPEC §7.1 hazard: |zbar| >> sigma_z; the shift keeps the kernel at the baseline's error.
+    // docs/math.md §7.1 hazard: |zbar| >> sigma_z; the shift keeps the kernel at the baseline's error.
     Problem lr = base_problem("parallax", DType::BF16, 128, 2, 8, 2, 1, 1024, ++seed);
     lr.gen = InputGen::LargeR;
     check_case(lr, "decode LargeR splits=" + std::to_string(splits), o);
@@ -359,7 +359,7 @@ TEST(CudaForward, FallbackWithoutTensorMaps) {
   }
 }
 
-// SPEC §7 hazard generators through the decode kernels (split-KV with the default, 1 and 3
+// docs/math.md §7 hazard generators through the decode kernels (split-KV with the default, 1 and 3
 // splits; if `decode`) and the prefill kernel (if `prefill`), bf16 and fp16, against the same
 // rule as every other case.
 void hazard_cases(const std::vector<InputGen>& gens, const std::vector<const char*>& members, bool decode,
