@@ -20,6 +20,7 @@
 #include "validation/certify_fixture.hpp"
 #include "validation/check.hpp"
 #include "validation/emulate.hpp"
+#include "validation/environment.hpp"
 #include "validation/fixture.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
@@ -47,12 +48,19 @@ CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, co
                       const std::string& run, const std::map<std::string, double>& tol,
                       const std::string& baseline = "") {
   if (!cand_file.empty()) return check_candidate(fixture_path, fx, read_candidate(cand_file, fx), tol, baseline);
-  CandidateResult r = run_candidate(run, fx.p, fx.in);
+  // Gradients are run and judged whenever the fixture holds their truth; a backend that cannot
+  // differentiate this problem is said so in the report, never passed over silently.
+  bool grads = false;
+  for (const char* g : {"dq", "dk", "dv", "dr"}) grads = grads || fx.truth.count(g) > 0;
+  std::string why_no_grads;
+  CandidateResult r = run_candidate(run, fx.p, fx.in, grads ? RunWhat::ForwardAndBackward : RunWhat::Forward, &why_no_grads);
   Candidate c = candidate_from_result("run:" + run, r, fx.p, candidate_dtypes(run, fx.p));
   // Keep only tensors the fixture has truth for (e.g. gradients of a decode fixture).
   for (auto it = c.tensors.begin(); it != c.tensors.end();)
     it = fx.truth.count(it->first) ? std::next(it) : c.tensors.erase(it);
-  return check_candidate(fixture_path, fx, c, tol, baseline);
+  CheckResult res = check_candidate(fixture_path, fx, c, tol, baseline);
+  if (!why_no_grads.empty()) res.notes.push_back("gradients NOT checked (the fixture has their truth): " + why_no_grads);
+  return res;
 }
 
 int run_check(const CheckArgs& a) {
@@ -262,7 +270,9 @@ int main(int argc, char** argv) {
   CheckArgs ca;
   check->add_option("--fixture", ca.fixture, "fixture .h5")->required();
   check->add_option("--candidate", ca.candidate, "candidate .h5 with out (and optionally dq, dk, dv, dr, dlambda)");
-  check->add_option("--run", ca.run, "run an in-process candidate instead: ref-double, fast, cuda");
+  std::string run_help = "run an in-process backend instead:";
+  for (const Backend& b : backends()) run_help += "\n    " + b.name + ": " + b.summary;
+  check->add_option("--run", ca.run, run_help);
   check->add_flag("--json", ca.json, "print the report as JSON");
   check->add_option("--tol", ca.tol, "override limits: tensor=abs[,tensor=abs...]");
   check->add_option("--report", ca.report, "also write the JSON report to this file");
@@ -276,6 +286,13 @@ int main(int argc, char** argv) {
   inspect->add_option("file", insp_file, "fixture .h5")->required();
   inspect->add_flag("--json", insp_json, "print as JSON");
 
+  app.footer(environment_help());
+  try {
+    apply_environment();
+  } catch (const plx::Error& e) {
+    std::cerr << "plx: error: " << e.what() << "\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
