@@ -26,9 +26,6 @@ constexpr std::uint32_t K[64] = {
 inline std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 }  // namespace
 
-void set_sha256_portable(bool on) { g_portable.store(on, std::memory_order_relaxed); }
-bool sha256_uses_cpu_extensions() { return kCpuHasSha && !g_portable.load(std::memory_order_relaxed); }
-
 Sha256::Sha256() {
   const std::uint32_t init[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                  0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -152,5 +149,8 @@ std::string sha256_hex(const void* data, std::size_t n) {
   h.update(data, n);
   return h.hex();
 }
+
+void set_sha256_portable(bool on) { g_portable.store(on, std::memory_order_relaxed); }
+bool sha256_uses_cpu_extensions() { return kCpuHasSha && !g_portable.load(std::memory_order_relaxed); }
 
 }  // namespace plx
