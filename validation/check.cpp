@@ -1,5 +1,6 @@
 // validation/check.cpp — candidate files, the same-precision baseline, and the check itself.
 #include "validation/check.hpp"
+#include "validation/certify_fixture.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -122,6 +123,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
                             const std::map<std::string, double>& abs_override, const std::string& baseline) {
   CheckResult res;
   res.fixture = fixture_path, res.candidate = c.label, res.problem = fx.p;
+  res.purpose = fx.purpose, res.hint = fx.hint;
   res.baseline = baseline.empty() ? "default" : profile_by_name(baseline).name;
   for (const auto& [name, t] : abs_override)
     if (!c.tensors.count(name))
@@ -186,6 +188,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   if (fx.reference_error.contains("max_rel"))
     res.notes.push_back("truth: reference in " + fx.scalar + ", its own error " +
                         fx.reference_error.value("method", std::string("?")) + ": " + fx.reference_error["max_rel"].dump());
+  if (const std::string cs = certified_summary(fx); !cs.empty()) res.notes.push_back(cs);
   res.passed = !res.reports.empty();
   for (const auto& r : res.reports) res.passed = res.passed && r.passed;
   return res;
@@ -195,7 +198,7 @@ json CheckResult::to_json() const {
   json t = json::array();
   for (const auto& r : reports) t.push_back(plx::to_json(r));
   return {{"fixture", fixture}, {"candidate", candidate}, {"problem", problem_to_json(problem)},
-          {"passed", passed}, {"baseline", baseline}, {"tensors", t}, {"notes", notes}};
+          {"passed", passed}, {"tensors", t}, {"notes", notes}, {"baseline", baseline}, {"purpose", purpose}, {"hint", hint}};
 }
 
 std::string CheckResult::format() const {
@@ -208,6 +211,8 @@ std::string CheckResult::format() const {
   o << "   fixture " << fixture << "\n   candidate " << candidate << "\n   baseline " << baseline << "\n";
   o << format_report(reports);
   for (const auto& n : notes) o << "   note: " << n << "\n";
+  if (!passed && !purpose.empty()) o << "   the case tests: " << purpose << "\n";
+  if (!passed && !hint.empty()) o << "   hint: " << hint << "\n";
   o << "   result: " << (passed ? "PASS" : "FAIL") << "\n";
   return o.str();
 }

@@ -2,13 +2,13 @@
 //
 // Charter: reads a candidate HDF5 file (out, optionally dq, dk, dv, dr, dlambda as float64,
 // float32, or uint16 bf16/fp16 bit patterns with a 'format' attribute), builds plx's own
-// same-precision baseline (SPEC §7.6, below), and sends every tensor through the one
+// same-precision baseline (docs/math.md §7.6, below), and sends every tensor through the one
 // comparison path (compare_tensor) with the fixture's recommended tolerance (overridable).
 // Baseline emulated: the reference algorithm of the fixture's member and formulation run in
 // the candidate's accumulation precision (float for fp32/bf16/fp16, double for float64) on
 // the fixture inputs, every output rounded to the candidate dtype. Not emulated: bf16
 // rounding of P / p2 / rho inside a kernel (§7.6); a kernel that does it gets no credit.
-// No same-precision baseline (the fp32 reference's solve fails, SPEC §7.3/§7.4): LLA `out`
+// No same-precision baseline (the fp32 reference's solve fails, docs/math.md §7.3/§7.4): LLA `out`
 // with a direct full solve is judged by the conditioning bound of validation/conditioning.hpp
 // (per-row limits from cond(C + lambda I)); any other tensor keeps the float64 fallback
 // baseline, and its report's rule says it is not a same-precision rule.
@@ -18,7 +18,7 @@
 #include <optional>
 #include <string>
 
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 #include "validation/compare.hpp"
 #include "validation/fixture.hpp"
 
@@ -52,6 +52,7 @@ struct CheckResult {
   Problem problem;
   std::vector<TensorReport> reports;
   std::vector<std::string> notes;
+  std::string purpose, hint;  // the fixture's (what the case tests; the usual fix), printed on failure
   std::string baseline = "default";  // the same-precision baseline: "default" or an emulation profile name
   bool passed = false;  // every report passed
   nlohmann::json to_json() const;

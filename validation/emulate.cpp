@@ -276,7 +276,7 @@ template <class A> struct Engine {
     std::vector<A> dKx;  // extra dK terms of the solve (not rounded: rank-one per key)
     Vec<A> dqx = Vec<A>::Zero(D);
     if (!query) {
-      // Kernel-style (SPEC-of-the-family Parallax / softmax backward from the stored values).
+      // Kernel-style (the Parallax / softmax backward of docs/math.md §5.1-§5.2 from the stored values).
       const std::vector<A>& O = pf.t_from_stored ? sv.out : sv.out_raw;
       const std::vector<A>& Vb = pf.t_from_stored ? sv.vbar : sv.vbar_raw;
       const A tt = dot(g, O.data(), Dv), bb = has_probe ? dot(g, Vb.data(), Dv) : tt;
