@@ -1,6 +1,6 @@
 // fast/fast.cpp — plx::fast public API: checks, conversion to kernel storage, dispatch, results.
 //
-// Charter: supports() names what the fast path does not do; forward()/forward_backward()
+// Charter: supports() names what the fast path does not do; forward()/backward()
 // validate the problem and inputs (plx::Error), convert inputs once to the storage type of
 // p.dtype, run the LLA probe pre-pass when needed, call the tile drivers of the ISA chosen
 // at run time, apply the query-anchor normalisation (docs/math.md §3.2/§4.3: out = (omega/d)
@@ -268,7 +268,7 @@ bool supports_backward(const Problem& p, std::string* why_not) {
 }
 
 CandidateResult forward(const Problem& p, const Inputs& in) { return dispatch(p, in, false); }
-CandidateResult forward_backward(const Problem& p, const Inputs& in) { return dispatch(p, in, true); }
+CandidateResult backward(const Problem& p, const Inputs& in) { return dispatch(p, in, true); }
 
 std::string isa() { return use_avx512() ? "avx512" : "generic"; }
 void force_generic(bool on) { g_force_generic = on; }

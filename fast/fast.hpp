@@ -16,13 +16,13 @@
 
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 
 namespace plx::fast {
 
 // true if forward() handles p; otherwise false and *why_not (if given) says why.
 bool supports(const Problem& p, std::string* why_not);
-// true if forward_backward() handles p (softmax and Parallax only).
+// true if backward() handles p (softmax and Parallax only).
 bool supports_backward(const Problem& p, std::string* why_not);
 
 // Forward in p.dtype. saved: m (natural units), lse, omega (= d1), zbar, vbar, probe.
@@ -30,7 +30,7 @@ bool supports_backward(const Problem& p, std::string* why_not);
 // (LLA: C + lambda I not positive definite in the working precision).
 CandidateResult forward(const Problem& p, const Inputs& in);
 // Forward plus dq, dk, dv, dr (dr only for Parallax) for the upstream gradient in.dO.
-CandidateResult forward_backward(const Problem& p, const Inputs& in);
+CandidateResult backward(const Problem& p, const Inputs& in);
 
 // Name of the micro-kernel set chosen at run time ("avx512" or "generic").
 std::string isa();

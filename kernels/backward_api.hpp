@@ -12,9 +12,10 @@
 #include <string>
 
 #include "kernels/backward_launch.hpp"
+#include "kernels/options.hpp"
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 
 namespace plx::cuda {
 
@@ -24,6 +25,6 @@ bool supports_backward(const Problem& p, std::string* why_not);
 
 // Forward + backward on the device for L = sum(dO * out) with dO = in.dO. Throws plx::Error if
 // !supports_backward (before any CUDA call) or no device is available.
-CandidateResult backward(const Problem& p, const Inputs& in);
+CandidateResult backward(const Problem& p, const Inputs& in, const RunOptions& opt = {});
 
 }  // namespace plx::cuda

@@ -14,6 +14,13 @@
 
 namespace plx::cuda {
 
+// The tile passes by technique (the row preprocessing is one kernel for both).
+enum class BackwardKernel : int {
+  Auto = 0,
+  MmaSync = 1,  // mma.sync m16n8k16 (parallax_backward.cu)
+  Wgmma = 2     // wgmma, D = 128 (parallax_backward_wgmma.cu)
+};
+
 struct BwdParams {
   // ---- forward inputs (device pointers, 16-byte aligned) ----------------------------------
   const void* q = nullptr;     // [B, Lq, Hq, D]    queries
@@ -60,11 +67,15 @@ struct BwdParams {
   // ---- what ---------------------------------------------------------------------------------------
   ElemType dtype = ElemType::BF16;
   Mechanism mech = Mechanism::Parallax;
-  int version = 0;             // tile passes: 0 = default (2 for D = 128, else 1); 1 = mma.sync (parallax_backward.cu);
-                               // 2 = wgmma, D = 128 only (parallax_backward_wgmma.cu); env PLX_CUDA_BACKWARD_VERSION in cuda::backward
+  BackwardKernel kernel = BackwardKernel::Auto;  // tile passes; Auto: kernels/capabilities.hpp
 };
 
-// Workspace (4-byte words): three per-row arrays [B, Hq, Lq]: lse2, t, b.
-inline std::int64_t backward_workspace_floats(const BwdParams& p) { return 3 * std::int64_t(p.B) * p.Hq * p.Lq; }
+// Workspace (4-byte words): three per-row arrays [B, Hq, Lq]: lse2, t, b; then the key reference
+// kref [B, Hkv, D] (the mean of each batch's first kBwdKeyRefRows allowed keys) that dq and dr
+// are formed against.
+constexpr int kBwdKeyRefRows = 64;
+inline std::int64_t backward_workspace_floats(const BwdParams& p) {
+  return 3 * std::int64_t(p.B) * p.Hq * p.Lq + std::int64_t(p.B) * p.Hkv * p.D;
+}
 
 }  // namespace plx::cuda

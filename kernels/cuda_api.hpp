@@ -12,9 +12,10 @@
 #include <string>
 
 #include "kernels/launch.hpp"
+#include "kernels/options.hpp"
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 
 namespace plx::cuda {
 
@@ -31,6 +32,6 @@ bool supports(const Problem& p, std::string* why_not);
 // is not exactly representable in the dtype. Returns out (and saved: lse, m, omega, zbar, vbar)
 // widened to double. LLA problems go to lla_forward with default options (plx::NumericalError
 // for a singular direct solve).
-CandidateResult forward(const Problem& p, const Inputs& in);
+CandidateResult forward(const Problem& p, const Inputs& in, const RunOptions& opt = {});
 
 }  // namespace plx::cuda

@@ -1,5 +1,5 @@
 // kernels/forward_step.cuh — the per-tile online step and the epilogue of the prefill forward,
-// shared by the mma.sync kernel (v1, parallax_forward.cu) and the wgmma kernel (v2,
+// shared by the mma.sync kernel (parallax_forward.cu) and the wgmma kernel (
 // parallax_forward_wgmma.cu).
 //
 // Charter: both kernels hold a thread's accumulators in the same fragment layout (rows

@@ -1,5 +1,6 @@
 // validation/check.cpp — candidate files, the same-precision baseline, and the check itself.
 #include "validation/check.hpp"
+#include "validation/certify_fixture.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -187,6 +188,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   if (fx.reference_error.contains("max_rel"))
     res.notes.push_back("truth: reference in " + fx.scalar + ", its own error " +
                         fx.reference_error.value("method", std::string("?")) + ": " + fx.reference_error["max_rel"].dump());
+  if (const std::string cs = certified_summary(fx); !cs.empty()) res.notes.push_back(cs);
   res.passed = !res.reports.empty();
   for (const auto& r : res.reports) res.passed = res.passed && r.passed;
   return res;

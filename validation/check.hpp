@@ -18,7 +18,7 @@
 #include <optional>
 #include <string>
 
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 #include "validation/compare.hpp"
 #include "validation/fixture.hpp"
 

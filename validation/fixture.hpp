@@ -40,6 +40,10 @@ struct FixtureData {
   nlohmann::json provenance;                   // generator, git_commit, created (read back only)
   std::string purpose;                         // what the case tests (a suite case's comment); root attribute
   std::string hint;                            // where a failure usually comes from and what fixes it; root attribute
+  // Certified enclosures (optional; validation/certify_fixture.hpp): tensor -> rad with
+  // |exact - (hi + lo)| <= rad per entry, and the root attribute `certified` (null if absent).
+  std::map<std::string, Tensor<double>> rad;
+  nlohmann::json certified;
 };
 
 // Is a reference backward compiled in (reference/backward.hpp)?

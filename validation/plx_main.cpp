@@ -17,8 +17,10 @@
 
 #include "reference/all.hpp"
 #include "validation/candidates.hpp"
+#include "validation/certify_fixture.hpp"
 #include "validation/check.hpp"
 #include "validation/emulate.hpp"
+#include "validation/environment.hpp"
 #include "validation/fixture.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
@@ -46,12 +48,19 @@ CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, co
                       const std::string& run, const std::map<std::string, double>& tol,
                       const std::string& baseline = "") {
   if (!cand_file.empty()) return check_candidate(fixture_path, fx, read_candidate(cand_file, fx), tol, baseline);
-  CandidateResult r = run_candidate(run, fx.p, fx.in);
+  // Gradients are run and judged whenever the fixture holds their truth; a backend that cannot
+  // differentiate this problem is said so in the report, never passed over silently.
+  bool grads = false;
+  for (const char* g : {"dq", "dk", "dv", "dr"}) grads = grads || fx.truth.count(g) > 0;
+  std::string why_no_grads;
+  CandidateResult r = run_candidate(run, fx.p, fx.in, grads ? RunWhat::ForwardAndBackward : RunWhat::Forward, &why_no_grads);
   Candidate c = candidate_from_result("run:" + run, r, fx.p, candidate_dtypes(run, fx.p));
   // Keep only tensors the fixture has truth for (e.g. gradients of a decode fixture).
   for (auto it = c.tensors.begin(); it != c.tensors.end();)
     it = fx.truth.count(it->first) ? std::next(it) : c.tensors.erase(it);
-  return check_candidate(fixture_path, fx, c, tol, baseline);
+  CheckResult res = check_candidate(fixture_path, fx, c, tol, baseline);
+  if (!why_no_grads.empty()) res.notes.push_back("gradients NOT checked (the fixture has their truth): " + why_no_grads);
+  return res;
 }
 
 int run_check(const CheckArgs& a) {
@@ -67,7 +76,8 @@ int run_check(const CheckArgs& a) {
 }
 
 // ---- gen -------------------------------------------------------------------------------
-int run_gen(const std::string& suite_path, const std::string& out, int jobs, const std::string& scalar, bool quiet) {
+int run_gen(const std::string& suite_path, const std::string& out, int jobs, const std::string& scalar, bool quiet,
+            bool certify, double certify_limit) {
   Suite s = load_suite(suite_path);
   if (!scalar.empty()) {
     if (scalar != "dd" && scalar != "bf50") throw Error("--scalar must be dd or bf50, got '" + scalar + "'");
@@ -75,6 +85,7 @@ int run_gen(const std::string& suite_path, const std::string& out, int jobs, con
   }
   GenOptions o;
   o.jobs = jobs, o.progress = !quiet;
+  o.certify = certify, o.certify_work_limit = certify_limit;
   gen_suite(s, out, o);
   return 0;
 }
@@ -121,6 +132,7 @@ int run_inspect(const std::string& path, bool as_json) {
             {"provenance", fx.provenance}, {"problem", problem_to_json(fx.p)}, {"datasets", datasets},
             {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag},
             {"purpose", fx.purpose}, {"hint", fx.hint}};
+  if (!fx.certified.is_null()) j["certified"] = fx.certified;
   if (as_json) {
     std::cout << j.dump(1) << "\n";
     return 0;
@@ -139,6 +151,16 @@ int run_inspect(const std::string& path, bool as_json) {
                   d["type"].get<std::string>().c_str(), shape_str(d["shape"].get<std::vector<std::size_t>>()).c_str(),
                   d["sha256"].get<std::string>().c_str());
     std::cout << buf;
+  }
+  if (const std::string cs = certified_summary(fx); !cs.empty()) {  // widths of the certified enclosures
+    std::cout << "  " << cs << "\n";
+    for (auto it = fx.certified["tensors"].begin(); it != fx.certified["tensors"].end(); ++it)
+      std::cout << "    " << it.key() << ": max rad " << it.value()["max_rad"].get<double>() << " (max |truth| "
+                << it.value()["max_abs"].get<double>() << "), enclosure width " << it.value()["enclosure_rel_width"].get<double>()
+                << " relative, " << it.value()["bits"].get<long>() << " bits\n";
+    if (fx.certified.contains("not_verified"))
+      for (auto it = fx.certified["not_verified"].begin(); it != fx.certified["not_verified"].end(); ++it)
+        std::cout << "    " << it.key() << ": not verified: " << it.value().get<std::string>() << "\n";
   }
   std::cout << "  reference error: " << fx.reference_error.dump() << "\n  per-row diagnostics (max |.|): " << diag.dump()
             << "\n  recommended tolerances (rel_floor; limit = max(ratio x baseline, rel_floor x max|truth|)):\n";
@@ -238,12 +260,19 @@ int main(int argc, char** argv) {
   gen->add_option("--jobs", gen_jobs, "threads over cases (default: all); output bytes do not depend on it");
   gen->add_option("--scalar", gen_scalar, "override every case's truth scalar: dd or bf50");
   gen->add_flag("--quiet", gen_quiet, "no progress on stderr");
+  bool gen_certify = false;
+  double gen_certify_limit = kCertifyWorkLimit;
+  gen->add_flag("--certify", gen_certify, "also prove enclosures of the truth (interval arithmetic; docs/certified.md)");
+  gen->add_option("--certify-limit", gen_certify_limit, "certify only cases whose work B Hq Lq Lkv (D + Dv) is at most this")
+      ->check(CLI::PositiveNumber);
 
   auto* check = app.add_subcommand("check", "check a candidate against a fixture");
   CheckArgs ca;
   check->add_option("--fixture", ca.fixture, "fixture .h5")->required();
   check->add_option("--candidate", ca.candidate, "candidate .h5 with out (and optionally dq, dk, dv, dr, dlambda)");
-  check->add_option("--run", ca.run, "run an in-process candidate instead: ref-double, fast, cuda");
+  std::string run_help = "run an in-process backend instead:";
+  for (const Backend& b : backends()) run_help += "\n    " + b.name + ": " + b.summary;
+  check->add_option("--run", ca.run, run_help);
   check->add_flag("--json", ca.json, "print the report as JSON");
   check->add_option("--tol", ca.tol, "override limits: tensor=abs[,tensor=abs...]");
   check->add_option("--report", ca.report, "also write the JSON report to this file");
@@ -257,6 +286,13 @@ int main(int argc, char** argv) {
   inspect->add_option("file", insp_file, "fixture .h5")->required();
   inspect->add_flag("--json", insp_json, "print as JSON");
 
+  app.footer(environment_help());
+  try {
+    apply_environment();
+  } catch (const plx::Error& e) {
+    std::cerr << "plx: error: " << e.what() << "\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -268,7 +304,7 @@ int main(int argc, char** argv) {
     if (*gen) {
       if (gen_suite_path.empty() == gen_inputs.empty()) throw Error("gen: give exactly one of --suite FILE or --inputs FILE");
       if (!gen_inputs.empty()) return run_gen_inputs(gen_inputs, gen_problem, gen_out, gen_scalar, gen_purpose);
-      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet);
+      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet, gen_certify, gen_certify_limit);
     }
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);

@@ -7,7 +7,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
-#include <cstdlib>
+#include <atomic>
 
 #include <algorithm>
 #include <cstring>
@@ -25,6 +25,9 @@ constexpr std::uint32_t K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 inline std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 }  // namespace
+
+void set_sha256_portable(bool on) { g_portable.store(on, std::memory_order_relaxed); }
+bool sha256_uses_cpu_extensions() { return kCpuHasSha && !g_portable.load(std::memory_order_relaxed); }
 
 Sha256::Sha256() {
   const std::uint32_t init[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -77,11 +80,12 @@ bool cpu_has_sha() {
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
   return sha && ((c >> 19) & 1u) && ((c >> 9) & 1u);  // SSE4.1, SSSE3
 }
-const bool kHaveSha = std::getenv("PLX_SHA256_PORTABLE") == nullptr && cpu_has_sha();
+const bool kCpuHasSha = cpu_has_sha();
+std::atomic<bool> g_portable{false};
 }  // namespace
 
 void Sha256::block(const std::uint8_t* p) {
-  if (kHaveSha) {
+  if (kCpuHasSha && !g_portable.load(std::memory_order_relaxed)) {
     block_shani(h_, p, K);
     return;
   }

@@ -1,5 +1,6 @@
 // validation/suite.cpp — see suite.hpp.
 #include "validation/suite.hpp"
+#include "validation/certify_fixture.hpp"
 
 #include <omp.h>
 #include <unistd.h>
@@ -141,6 +142,7 @@ json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
     try {
       FixtureData f = generate_fixture(s.cases[i].problem, s.cases[i].scalar);
       f.purpose = s.cases[i].purpose, f.hint = s.cases[i].hint;
+      if (opt.certify) certify_fixture(f, opt.certify_work_limit);
       hashes[i] = write_fixture(f, (fs::path(dir) / s.cases[i].file).string());
     } catch (const std::exception& e) {
       errs[i] = std::make_exception_ptr(Error("case '" + s.cases[i].problem.name + "': " + e.what()));

@@ -34,6 +34,8 @@ Suite parse_suite(const nlohmann::json& j, const std::string& where = "suite");
 struct GenOptions {
   int jobs = 0;              // 0 = all OpenMP threads
   bool progress = true;      // one line per case on stderr
+  bool certify = false;      // also certified enclosures (validation/certify_fixture.hpp) for cases
+  double certify_work_limit = 2e6;  // ... whose forward work B Hq Lq Lkv (D + Dv) is at most this
 };
 // Generate every case into `dir` (created if missing). Returns the manifest (also written
 // to dir/manifest.json). Throws plx::Error naming the case on failure.
