@@ -76,5 +76,6 @@ endif()
 if(_plx_have_cuda)
   string(APPEND PLX_PC_EXTRA_LIBS " -lplx_kernels -L${CUDAToolkit_LIBRARY_DIR} -lcudart")
 endif()
+file(RELATIVE_PATH PLX_PC_UP "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")  # e.g. ../..
 configure_file(${PROJECT_SOURCE_DIR}/cmake/plx.pc.in ${PROJECT_BINARY_DIR}/plx.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/plx.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -107,8 +107,8 @@ def test_wrong_mask_fails_readably(name):
     assert msg.startswith("plx check failed (out")
     assert "result: FAIL" in msg and name in msg
     assert "worst" in msg  # the report gives the worst index with both values
-    if fx.purpose:
-        assert fx.purpose in msg  # the case's purpose travels into the message
+    assert fx.purpose and "the case tests: " + fx.purpose in msg  # the case's purpose travels into the message
+    assert "hint: " + fx.hint in msg
 
 
 def test_reference_on_own_tensors_reproduces_golden():
