@@ -2,7 +2,7 @@
 """bench/mpmath_baseline.py — the reference at 50 digits vs mpmath at 50 digits, same run.
 
 Regenerates plx's inputs bit for bit (our counter RNG reimplemented here: integer
-arithmetic only), computes Parallax (accumulator form, SPEC §4.1), causal, one head,
+arithmetic only), computes Parallax (accumulator form, docs/math.md §4.1), causal, one head,
 L = 256, D = 64 with mpmath at 50 digits, times it, runs build/bench/bench_reference for
 the same case (MPFR-50, cpp_bin_float_50 and the quad-double tier qd4), prints the times and
 the ratios, and checks that plx's MPFR-50 and quad-double results agree with mpmath's to ~50

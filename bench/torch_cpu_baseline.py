@@ -2,7 +2,7 @@
 """bench/torch_cpu_baseline.py — PyTorch CPU baselines timed in the same run as plx's fast path.
 
 Charter: for causal B=1, H=8, D=128 (fp32) it times (1) a naive PyTorch Parallax forward that
-materialises the L x L scores (centred form, SPEC 4.2), (2) PyTorch's own causal
+materialises the L x L scores (centred form, docs/math.md §4.2), (2) PyTorch's own causal
 scaled_dot_product_attention (softmax) in fp32 and in bf16, and (3) plx's bench_fast (Google Benchmark, run as a
 subprocess right after) on the same shape, then prints the ratios. Both use the same number of
 threads (--threads, default 2). It checks nothing numerically (tests/fast does that).

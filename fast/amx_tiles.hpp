@@ -7,7 +7,7 @@
 // every residual is exact in fp32), and the pieces' products are accumulated into the same tile. A bf16 x bf16
 // product is exact in fp32 and the tile unit accumulates in fp32, so z = r.k and P V carry the
 // error of an fp32 FMA computation on the same inputs (different summation order), never the
-// 2^-9 of rounding r or P to bf16 (SPEC §7.6; tests/fast/test_forward.cpp checks both).
+// 2^-9 of rounding r or P to bf16 (docs/math.md §7.6; tests/fast/test_forward.cpp checks both).
 // Hardware caveats: TDPBF16PS treats bf16 denormals as 0 and flushes denormal results, whatever
 // MXCSR says: a piece below 2^-126 is lost
 // (absolute error < 2^-126 per entry, invisible next to the fp32 rounding of any O(1) value; a
@@ -249,7 +249,7 @@ inline void amx_pack_p(const float* St, int lds, int nk, int lb0, int nl, std::u
 // times P[key][16 (lb0 + i) + n] (Vt: the key tile's V^T tiles, AmxKV::vt; Pb: the three pieces
 // of P for these NL lane blocks, amx_pack_p), computed from zero in tmm0-3 (A = tmm4-5, B =
 // tmm6-7: 2 x 2 blocking, every loaded tile feeds two products) and merged into the transposed
-// accumulators as Ot = alpha Ot + C (the online rescale of SPEC §4.1 folded into the merge: an
+// accumulators as Ot = alpha Ot + C (the online rescale of docs/math.md §4.1 folded into the merge: an
 // accumulator tile is never loaded back into the tile unit, whose store -> load round trip
 // costs about as much as a dozen products).
 // Lane blocks lb >= zlb are O2: their merge also re-centres, O2 = alpha (O2 - dz O1) + C with

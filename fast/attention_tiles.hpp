@@ -2,12 +2,12 @@
 //
 // Charter: attention_forward_tiles streams key tiles of kBK against a query tile of up to
 // kBQ rows (q and r stacked as 2 kBQ lanes: one scores product gives q.k and r.k, one pvt
-// product gives O1 and O2, accumulated transposed with the online rescale folded in), with the online max of SPEC §4.1 in base 2 and the exact
-// per-row shift z -> z - z0 of SPEC §7.1, z0 re-centred online on the running P1-weighted mean
+// product gives O1 and O2, accumulated transposed with the online rescale folded in), with the online max of docs/math.md §4.1 in base 2 and the exact
+// per-row shift z -> z - z0 of docs/math.md §7.1, z0 re-centred online on the running P1-weighted mean
 // of z (fast/lane_steps.hpp fwd_step; split-KV chunks re-centred in the combine). Memory:
 // per-thread tiles O((kBQ + kBK) D) plus the per-call packs below — never L x L. A single
 // query tile with more than kSplitKeys keys (decode) is split over KV into chunks of fixed
-// size and combined exactly (SPEC §6.2) in chunk order. Backward (SPEC §5.1/§5.2): one pass over query tiles; dk/dv
+// size and combined exactly (docs/math.md §6.2) in chunk order. Backward (docs/math.md §5.1/§5.2): one pass over query tiles; dk/dv
 // partials per (head, fixed chunk of query tiles) reduced in a fixed order: no atomics, so
 // results are bit-identical for any thread count. Forward and backward calls with several
 // query tiles pack K and V per kv head once per call (pack_kv, O(L) memory). In the AMX build (PLX_FAST_AMX, bf16
@@ -510,7 +510,7 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
   }
   }  // tiled path
   if (nsplit == 1) return;
-  // Exact combine of the chunk states (SPEC §6.2) in chunk order, then normalise.
+  // Exact combine of the chunk states (docs/math.md §6.2) in chunk order, then normalise.
   const long nrow = long(B) * Hq * Lq;
 #pragma omp parallel
   {
@@ -519,7 +519,7 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
     for (long t = 0; t < nrow; ++t) {
       const int i = int(t % Lq), h = int((t / Lq) % Hq), b = int(t / (long(Lq) * Hq));
       const std::size_t base = (std::size_t(b) * Hq + h) * nsplit;
-      // Exact combine (SPEC §6.2) with the shifts re-centred on the heaviest split's z0 (C):
+      // Exact combine (docs/math.md §6.2) with the shifts re-centred on the heaviest split's z0 (C):
       // sum p (z - C) = d2_s + (z0_s - C) d1_s, and the same for O2 with O1.
       A M = ninf<A>(), C = A(0);
       for (int s = 0; s < nsplit; ++s) {
@@ -550,7 +550,7 @@ template <class S, class A> void forward_impl(const FwdArgs<S, A>& a) {
 
 // ------------------------------------------------------------------ backward
 // One pass over query tiles (lanes = queries): recompute s, z and a = g.v per key tile, form
-// tau gl, gu and the dv weight W (SPEC §5.2), then dq/dr += G K (pv), and dk/dv partials +=
+// tau gl, gu and the dv weight W (docs/math.md §5.2), then dq/dr += G K (pv), and dk/dv partials +=
 // G^T [q; r], W^T dO (nn) into a buffer owned by the task. Tasks are (b, h, chunk), chunk =
 // a fixed interleaved subset of the head's query tiles whose count depends only on the
 // problem; partials are summed over chunks and the G heads of a group in a fixed order.
@@ -561,7 +561,7 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
   const A sc = A(p.tau() * 1.4426950408889634), tau = A(p.tau());
   const std::size_t ldq = std::size_t(Hq) * D, ldo = std::size_t(Hq) * Dv, ldk = std::size_t(Hkv) * D,
                     ldv = std::size_t(Hkv) * Dv;
-  // Preprocessing (SPEC §5.2): per row t = g.out, b = g.vbar, 1/d1 (0 for empty rows).
+  // Preprocessing (docs/math.md §5.2): per row t = g.out, b = g.vbar, 1/d1 (0 for empty rows).
   const std::size_t nrow = std::size_t(B) * Hq * Lq;
   std::vector<A> tt(nrow), bb(nrow), inv(nrow);
 #pragma omp parallel for schedule(static)
@@ -584,7 +584,7 @@ template <class S, class A> void backward_impl(const BwdArgs<S, A>& a) {
   avec_noinit<A> kpack, vpack;
   if (nqt > 1) pack_kv(p, a.k, a.v, kpack, vpack);
   // dq = tau sum_j gl_j k_j and dr = sum_j gu_j k_j with sum_j gl_j = sum_j gu_j = 0 for every
-  // row (SPEC §5.2: sum p (G - b) = 0 and sum p [G - t + (zbar - z)(G - b)] = b - t + (t - b)).
+  // row (docs/math.md §5.2: sum p (G - b) = 0 and sum p [G - t + (zbar - z)(G - b)] = b - t + (t - b)).
   // So both equal the same sums over k_j - kref for any kref, and that is how they are formed:
   // with kref = the mean of the keys the batch's rows can see, per kv head. Keys with a large
   // common offset (gen z_cancel) otherwise turn the rounding of gl, gu (from the saved out,

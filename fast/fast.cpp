@@ -1,9 +1,9 @@
 // fast/fast.cpp — plx::fast public API: checks, conversion to kernel storage, dispatch, results.
 //
-// Charter: supports() names what the fast path does not do; forward()/forward_backward()
+// Charter: supports() names what the fast path does not do; forward()/backward()
 // validate the problem and inputs (plx::Error), convert inputs once to the storage type of
 // p.dtype, run the LLA probe pre-pass when needed, call the tile drivers of the ISA chosen
-// at run time, apply the query-anchor normalisation (SPEC §3.2/§4.3: out = (omega/d)
+// at run time, apply the query-anchor normalisation (docs/math.md §3.2/§4.3: out = (omega/d)
 // ((Delta/omega) vbar - M), M = vbar - out_keymean) and widen results to double. Kernel
 // output buffers are NaN-poisoned before the drivers run. No arithmetic kernels here.
 #include "fast/fast.hpp"
@@ -93,7 +93,7 @@ std::string why_not_forward(const Problem& p) {
 std::string why_not_backward(const Problem& p) {
   std::string w = why_not_forward(p);
   if (!w.empty()) return w;
-  if (p.decode) return "fast path: a decode step is forward only (SPEC §6.1)";
+  if (p.decode) return "fast path: a decode step is forward only (docs/math.md §6.1)";
   if (p.probe == Probe::Solver) return "fast path: the LLA backward is not implemented (softmax and Parallax are)";
   if (p.probe == Probe::Learned && p.anchor == Anchor::Query)
     return "fast path: the backward of the query-anchored learned probe is not implemented";
@@ -136,7 +136,7 @@ template <class S, class A> CandidateResult run(const Problem& p, const Inputs& 
   run_fwd(fa);
 
   CandidateResult res;
-  // Query anchor (SPEC §3.2, §4.3): S_j = w_j (1 - theta.(k_j - q)) / d, i.e.
+  // Query anchor (docs/math.md §3.2, §4.3): S_j = w_j (1 - theta.(k_j - q)) / d, i.e.
   // out = (omega / d) ((Delta/omega) vbar - M), M = vbar - out_keymean, Delta/omega = 1 - theta.(kbar - q).
   std::vector<A> out_final = out;
   if (p.anchor == Anchor::Query && p.probe != Probe::None) {
@@ -147,7 +147,7 @@ template <class S, class A> CandidateResult run(const Problem& p, const Inputs& 
           if (!(d1[ro] > A(0))) continue;  // empty row: already 0
           A dom;                           // Delta / omega
           if (p.probe == Probe::Solver) {
-            dom = dom_pre[ro];  // SPEC §3.5: Delta = omega / (1 + alpha) (CG: 1 - rho.(kbar - q))
+            dom = dom_pre[ro];  // docs/math.md §3.5: Delta = omega / (1 + alpha) (CG: 1 - rho.(kbar - q))
           } else {  // learned: 1 - r.(kbar - q) = 1 - zb' - (z0 - r.k_lo) - r.(k_lo - q), zb' = zbar - z0
                     // (mean relative to the kernel's final shift z0) and one dot product with
                     // k_lo - q: no cancellation of r.k vs r.q; z0 - r.k_lo is a difference of two
@@ -268,7 +268,7 @@ bool supports_backward(const Problem& p, std::string* why_not) {
 }
 
 CandidateResult forward(const Problem& p, const Inputs& in) { return dispatch(p, in, false); }
-CandidateResult forward_backward(const Problem& p, const Inputs& in) { return dispatch(p, in, true); }
+CandidateResult backward(const Problem& p, const Inputs& in) { return dispatch(p, in, true); }
 
 std::string isa() { return use_avx512() ? "avx512" : "generic"; }
 void force_generic(bool on) { g_force_generic = on; }

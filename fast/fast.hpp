@@ -7,7 +7,7 @@
 // present (forward_kernel()). Outputs are widened to double; in BF16 mode `out` is rounded to bf16 like a
 // bf16 kernel's output (gradients stay fp32).
 // Not here: block-diagonal LLA solves, fp16 inputs, LLA backward (supports() says why).
-// LLA: solver.method direct (fp64 Cholesky on C + lambda I) or cg / jacobi_cg (SPEC §3.7,
+// LLA: solver.method direct (fp64 Cholesky on C + lambda I) or cg / jacobi_cg (docs/math.md §3.7,
 // the reference's iteration; saved cg_iters, cg_residual, cg_converged per row [B,Hq,Lq]).
 // Shapes: q, r [B,Lq,Hq,D]; k [B,Lkv,Hkv,D]; v [B,Lkv,Hkv,Dv]; out, dO [B,Lq,Hq,Dv].
 #pragma once
@@ -16,13 +16,13 @@
 
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 
 namespace plx::fast {
 
 // true if forward() handles p; otherwise false and *why_not (if given) says why.
 bool supports(const Problem& p, std::string* why_not);
-// true if forward_backward() handles p (softmax and Parallax only).
+// true if backward() handles p (softmax and Parallax only).
 bool supports_backward(const Problem& p, std::string* why_not);
 
 // Forward in p.dtype. saved: m (natural units), lse, omega (= d1), zbar, vbar, probe.
@@ -30,7 +30,7 @@ bool supports_backward(const Problem& p, std::string* why_not);
 // (LLA: C + lambda I not positive definite in the working precision).
 CandidateResult forward(const Problem& p, const Inputs& in);
 // Forward plus dq, dk, dv, dr (dr only for Parallax) for the upstream gradient in.dO.
-CandidateResult forward_backward(const Problem& p, const Inputs& in);
+CandidateResult backward(const Problem& p, const Inputs& in);
 
 // Name of the micro-kernel set chosen at run time ("avx512" or "generic").
 std::string isa();
@@ -58,7 +58,7 @@ template <class S, class A> struct FwdArgs {
   A* m2 = nullptr;              // [B,Hq,Lq] optional: row max of s * log2(e) (base-2 units)
   A* d1 = nullptr;              // [B,Hq,Lq] optional: omega = sum_j 2^(s2_j - m2)
   A* zbar = nullptr;            // [B,Hq,Lq] optional: zbar = sum_j p_j z_j (unshifted)
-  A* z0 = nullptr;              // [B,Hq,Lq] optional: the final shift (SPEC 7.1; the running p-weighted mean of z)
+  A* z0 = nullptr;              // [B,Hq,Lq] optional: the final shift (docs/math.md §7.1; the running p-weighted mean of z)
   A* zbar_shifted = nullptr;    // [B,Hq,Lq] optional: d2/d1 = sum_j p_j (z_j - z0)
 };
 template <class S, class A> struct BwdArgs {

@@ -1,9 +1,9 @@
 // fast/lane_steps.hpp — the element-wise parts of the flash loops, vectorised over lanes.
 //
 // Charter: masking (from per-lane or per-row [lo, hi) key ranges given by row_range), the
-// online max / rescale of SPEC §2 and §4.1 in base 2 (s2 = (q.k) tau log2 e), the Parallax
-// weights P1 = 2^(s2 - m2), P2 = P1 (z - z0) with the per-row shift z0 (SPEC §7.1), and the
-// backward weights gl, gu, S of SPEC §5.1/§5.2. Generic loops for any A; AVX-512 fp32
+// online max / rescale of docs/math.md §2 and §4.1 in base 2 (s2 = (q.k) tau log2 e), the Parallax
+// weights P1 = 2^(s2 - m2), P2 = P1 (z - z0) with the per-row shift z0 (docs/math.md §7.1), and the
+// backward weights gl, gu, S of docs/math.md §5.1/§5.2. Generic loops for any A; AVX-512 fp32
 // specialisations. Masked entries become exact zeros; s2 = -inf only on the score lanes.
 #pragma once
 #include "fast/microkernels.hpp"
@@ -15,7 +15,7 @@ template <class A> constexpr A ninf() { return -std::numeric_limits<A>::infinity
 // Forward step over one key tile (keys j0 + j, j < nk; lanes c < nl are query rows).
 // St[j][c] holds q.k on entry and P1 on exit; if zoff >= 0, St[j][zoff + c] holds z = r.k
 // on entry and P2 = P1 (z - z0'[c]) on exit. m, d1, d2 are the running state; alpha the
-// rescale factor 2^(m_old - m_new) for the accumulated rows. z0 is the shift of SPEC §7.1,
+// rescale factor 2^(m_old - m_new) for the accumulated rows. z0 is the shift of docs/math.md §7.1,
 // re-centred online: z0' = the running P1-weighted mean of z including this tile (d2 is kept
 // relative to it: d2 <- alpha (d2 - dz d1) + sum P2), and dz = z0' - z0 is returned so the
 // caller moves O2 the same way (O2 <- alpha (O2 - dz O1) + P2 V) before adding this tile.

@@ -1,19 +1,19 @@
-// fast/lla_probe.cpp — LLA's solver probe per row, in the stable covariance form (SPEC §3.5).
+// fast/lla_probe.cpp — LLA's solver probe per row, in the stable covariance form (docs/math.md §3.5).
 //
 // Charter: for every query row, theta = (C + lambda I)^-1 (kbar - q) with the weighted key
 // mean kbar and the centred covariance C (two passes over the row's keys, never raw Sigma~,
-// SPEC §7.4), Cholesky; this small per-row D x D solve runs in fp64 whatever A is (its error
+// docs/math.md §7.4), Cholesky; this small per-row D x D solve runs in fp64 whatever A is (its error
 // is amplified by cond(C + lambda I)), theta is then rounded to A. Also Delta/omega and omega.
-// LLA's output is then the Parallax tile kernel with r = theta (SPEC §4.3 key identity).
+// LLA's output is then the Parallax tile kernel with r = theta (docs/math.md §4.3 key identity).
 // Cost O(|A_i| D^2) per row: correct for every shape, fast only for short rows / small D
 // (this is the part of the fast path that is not optimised). No block variant.
-// CG (solver.method = cg / jacobi_cg, SPEC §3.7): the reference's fixed-count iteration of
+// CG (solver.method = cg / jacobi_cg, docs/math.md §3.7): the reference's fixed-count iteration of
 // reference/solvers.hpp on the reference's system — Sigma rho = mu (query anchor, unnormalised
 // pivoted weights, ridge lambda omega) or (C + lambda I) theta = kbar - q (key-mean anchor) —
 // matrix-free: one fused pass per matvec over the row's centred keys e_j (k_j - q or k_j - kbar,
 // built once per row, never raw Sigma~), out += w_j (e_j . x) e_j. fp64 like the direct solve.
 // The query anchor's rho becomes the kernel probe theta = rho / (Delta/omega),
-// Delta/omega = 1 - rho.(kbar - q), exact for any rho (SPEC §3.2 / §10 identity).
+// Delta/omega = 1 - rho.(kbar - q), exact for any rho (docs/math.md §3.2 / §10 identity).
 #include <cmath>
 #include <vector>
 
@@ -27,7 +27,7 @@ template <class S> double as_double(S x) { return double(x); }
 template <> double as_double<std::uint16_t>(std::uint16_t x) { return bf16_to_float(x); }
 
 
-// SPEC §3.7 CG on M x = y, M x = sum_j wt_j (e_j . x) e_j + shift x (E row-major n x D),
+// docs/math.md §3.7 CG on M x = y, M x = sum_j wt_j (e_j . x) e_j + shift x (E row-major n x D),
 // transcribed from reference/solvers.hpp solve_cg (same 1e-10, same squared-norm test).
 void cg_solve(const std::vector<double>& E, const std::vector<double>& wt, int n, int D, double shift,
               const std::vector<double>& y, const SolverKnobs& s, std::vector<double>& x, LlaSolveReport& rep) {
@@ -212,7 +212,7 @@ void lla_probe(const Problem& p, const S* q, const S* k, const double* lambda, A
       }
       W al = 0;
       for (int d = 0; d < D; ++d) theta_out[qo + d] = A(y[d]), al += delta[d] * y[d];
-      dom_out[ro] = A(W(1) / (W(1) + al)), omega_out[ro] = A(om);  // Delta/omega = 1/(1 + alpha), SPEC §3.5
+      dom_out[ro] = A(W(1) / (W(1) + al)), omega_out[ro] = A(om);  // Delta/omega = 1/(1 + alpha), docs/math.md §3.5
     }
   }
   for (const auto& e : errs)

@@ -11,7 +11,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "kernels/cuda_api.hpp"  // available(), forward-pass validation and launch (launch.hpp)
 #include "kernels/host_io.hpp"
 #include "kernels/param_check.hpp"
+#include "kernels/problem_params.hpp"
 
 namespace plx::cuda {
 
@@ -42,17 +42,11 @@ void check_backward_params(const BwdParams& p) {
                                    {p.d1, "d1", plx}, {p.zbar, "zbar", plx}, {p.start, "start", false},
                                    {p.used, "used", false}})
     c.pointer(x, name, required, 4, required ? "is null (saved by the forward; required)" : "is null");
-  auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs, bool used) {
-    if (used) c.strides(name, bs, rs, hs, "; the feature axis must be contiguous");
-  };
-  strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride, true);
-  strides("r strides", p.r_batch_stride, p.r_row_stride, p.r_head_stride, plx);
-  strides("k strides", p.k_batch_stride, p.k_row_stride, p.k_head_stride, true);
-  strides("v strides", p.v_batch_stride, p.v_row_stride, p.v_head_stride, true);
-  strides("out strides", p.o_batch_stride, p.o_row_stride, p.o_head_stride, true);
-  strides("dout strides", p.do_batch_stride, p.do_row_stride, p.do_head_stride, true);
-  strides("dq strides", p.dq_batch_stride, p.dq_row_stride, p.dq_head_stride, true);
-  strides("dk strides", p.dk_batch_stride, p.dk_row_stride, p.dk_head_stride, true);
+  c.attention_strides(p, plx);
+  const char* tail = "; the feature axis must be contiguous";
+  c.strides("dout strides", p.do_batch_stride, p.do_row_stride, p.do_head_stride, tail);
+  c.strides("dq strides", p.dq_batch_stride, p.dq_row_stride, p.dq_head_stride, tail);
+  c.strides("dk strides", p.dk_batch_stride, p.dk_row_stride, p.dk_head_stride, tail);
   // Dense views: distinct heads / rows must not alias (the gradients would race otherwise).
   need(p.Hq == 1 || (p.q_head_stride > 0 && p.o_head_stride > 0 && p.do_head_stride > 0 && p.dq_head_stride > 0 &&
                      (!plx || p.r_head_stride > 0)),
@@ -67,10 +61,12 @@ void check_backward_params(const BwdParams& p) {
   need(p.B == 1 || (p.dq_batch_stride > 0 && p.dk_batch_stride > 0), "gradient batch strides", "must be > 0 when B > 1");
   // Grid limits: y, z <= 65535; x <= 2^31 - 1 (preprocess: 4 rows per block).
   c.grid_dim(p.Hq, "Hq"), c.grid_dim(p.Hkv, "Hkv"), c.grid_dim(p.B, "B");
-  need(p.version >= 0 && p.version <= 2, "version", "must be 0 (default), 1 (mma.sync) or 2 (wgmma), got " + num(p.version));
-  need(p.version != 2 || p.D == 128, "version", "2 (wgmma) supports D = 128 only, got D=" + num(p.D));
+  const int k = int(p.kernel);
+  need(k >= 0 && k <= 2, "kernel", "must be Auto, MmaSync or Wgmma, got " + num(k));
+  need(k < 0 || k > 2 || backward_kernel_fits(p.kernel, p.D), "kernel",
+       std::string(k >= 0 && k <= 2 ? name(p.kernel) : "?") + " supports D = 128 only, got D=" + num(p.D));
   need((double(p.B) * p.Hq * p.Lq + 3) / 4 <= 2147483647.0, "B*Hq*Lq", "grid too large for the row preprocessing");
-  // The workspace holds 3 B*Hq*Lq floats indexed with 64-bit offsets; kernels use int for positions.
+  // The workspace holds 3 B*Hq*Lq + B*Hkv*D floats indexed with 64-bit offsets; kernels use int for positions.
   need(p.Lq < (1 << 30) && p.Lkv < (1 << 30), "Lq/Lkv", "must be < 2^30");
 }
 
@@ -84,7 +80,7 @@ bool supports_backward(const Problem& p, std::string* why_not) {
     if (why_not) *why_not = w;
     return false;
   };
-  if (p.decode) return no("decode is forward only (SPEC §6.1): no backward");
+  if (p.decode) return no("decode is forward only (docs/math.md §6.1): no backward");
   if (p.probe == Probe::Solver) return no("LLA (solver probe) has no CUDA backward");
   if (p.probe == Probe::Learned && p.anchor != Anchor::KeyMean) return no("learned probe with the query anchor has no CUDA backward");
   if (p.probe == Probe::None && p.anchor != Anchor::KeyMean) return no("softmax with a query anchor has no CUDA backward");
@@ -95,7 +91,7 @@ bool supports_backward(const Problem& p, std::string* why_not) {
   return true;
 }
 
-CandidateResult backward(const Problem& pr, const Inputs& in) {
+CandidateResult backward(const Problem& pr, const Inputs& in, const RunOptions& opt) {
   validate(pr);
   std::string why;
   if (!supports_backward(pr, &why)) throw Error("cuda::backward: unsupported problem: " + why);
@@ -105,65 +101,49 @@ CandidateResult backward(const Problem& pr, const Inputs& in) {
   const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
   const bool plx = pr.probe == Probe::Learned;
   io::require_shapes(pr, in, /*with_dO=*/true);
+  if (opt.backward != BackwardKernel::Auto && !backward_kernel_fits(opt.backward, pr.D))
+    throw Error(std::string("cuda::backward: backward kernel ") + name(opt.backward) + " does not take D=" + num(pr.D));
+  if (opt.forward != ForwardKernel::Auto && !forward_kernel_fits(opt.forward, pr.D))
+    throw Error(std::string("cuda::backward: forward kernel ") + name(opt.forward) + " does not take D=" + num(pr.D));
 
   const char* who = "cuda::backward";
-  io::DevBuf bq = io::upload_exact(in.q, dt, who, "q"), bk = io::upload_exact(in.k, dt, who, "k");
-  io::DevBuf bv = io::upload_exact(in.v, dt, who, "v"), bdo = io::upload_exact(in.dO, dt, who, "dO"), br;
-  if (plx) br = io::upload_exact(in.r, dt, who, "r");
+  const ForwardBuffers fb = upload_forward(pr, in, who);
+  io::DevBuf bdo = io::upload_exact(in.dO, dt, who, "dO");
   const std::size_t n_q = B * Lq * Hq * D, n_kv = B * Lkv * Hkv * D, n_row = B * Hq * Lq;
-  io::DevBuf bout = io::poisoned(n_q * 2), bvbar = io::poisoned(n_q * 2);
-  io::DevBuf blse = io::poisoned(n_row * 4), bm = io::poisoned(n_row * 4), bd1 = io::poisoned(n_row * 4),
-             bzb = io::poisoned(n_row * 4);
   io::DevBuf gq = io::poisoned(n_q * 2), gr = io::poisoned(n_q * 2), gk = io::poisoned(n_kv * 2), gv = io::poisoned(n_kv * 2);
-  io::DevBuf ws = io::poisoned(n_row * 3 * 4);
-  io::DevBuf bstart = io::upload_ints(pr.start, "cudaMemcpy start"), bused = io::upload_ints(pr.used, "cudaMemcpy used");
-  const std::int64_t qb = Lq * Hq * D, qr = Hq * D, kb = Lkv * Hkv * D, kr = Hkv * D;
+  io::DevBuf ws = io::poisoned((n_row * 3 + B * Hkv * D) * 4);  // backward_workspace_floats
 
   // ---- forward (prefill kernel even for Lq = 1: a one-query prefill row, not a decode step) ----
-  AttnParams f;
-  f.q = bq.get(), f.r = plx ? br.get() : nullptr, f.k = bk.get(), f.v = bv.get(), f.out = bout.get(), f.vbar = bvbar.get();
-  f.lse = blse.as<float>(), f.m = bm.as<float>(), f.d1 = bd1.as<float>(), f.zbar = bzb.as<float>();
-  f.q_batch_stride = f.r_batch_stride = f.o_batch_stride = qb;
-  f.q_row_stride = f.r_row_stride = f.o_row_stride = qr;
-  f.q_head_stride = f.r_head_stride = f.o_head_stride = D;
-  f.k_batch_stride = f.v_batch_stride = kb, f.k_row_stride = f.v_row_stride = kr, f.k_head_stride = f.v_head_stride = D;
-  f.B = pr.B, f.Hq = pr.Hq, f.Hkv = pr.Hkv, f.Lq = pr.Lq, f.Lkv = pr.Lkv, f.D = pr.D, f.Dv = pr.Dv;
-  f.scale = static_cast<float>(pr.tau());
-  f.causal = pr.causal, f.window = pr.window;
-  f.start = bstart.as<const int>(), f.used = bused.as<const int>();
-  f.dtype = dt == DType::BF16 ? ElemType::BF16 : ElemType::F16;
-  f.mech = plx ? Mechanism::Parallax : Mechanism::Softmax;
-  launch(f, Op::Forward, nullptr);
+  AttnParams f = make_attn_params(pr, fb);
+  f.forward_kernel = opt.forward;
+  LaunchExtras x;
+  x.tensor_maps = opt.tensor_maps;
+  launch(f, Op::Forward, nullptr, x);
 
-  // ---- backward ----
+  // ---- backward: the same tensors, dO, the gradients and the workspace ----
   BwdParams p;
   p.q = f.q, p.r = f.r, p.k = f.k, p.v = f.v, p.out = f.out, p.vbar = plx ? f.vbar : nullptr, p.dout = bdo.get();
   p.lse = f.lse, p.m = f.m, p.d1 = f.d1, p.zbar = f.zbar;
   p.dq = gq.get(), p.dr = plx ? gr.get() : nullptr, p.dk = gk.get(), p.dv = gv.get(), p.workspace = ws.as<float>();
-  p.q_batch_stride = p.r_batch_stride = p.o_batch_stride = p.do_batch_stride = p.dq_batch_stride = qb;
-  p.q_row_stride = p.r_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = qr;
-  p.q_head_stride = p.r_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = D;
-  p.k_batch_stride = p.v_batch_stride = p.dk_batch_stride = kb;
-  p.k_row_stride = p.v_row_stride = p.dk_row_stride = kr;
-  p.k_head_stride = p.v_head_stride = p.dk_head_stride = D;
+  p.q_batch_stride = p.r_batch_stride = p.o_batch_stride = p.do_batch_stride = p.dq_batch_stride = f.q_batch_stride;
+  p.q_row_stride = p.r_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = f.q_row_stride;
+  p.q_head_stride = p.r_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = f.q_head_stride;
+  p.k_batch_stride = p.v_batch_stride = p.dk_batch_stride = f.k_batch_stride;
+  p.k_row_stride = p.v_row_stride = p.dk_row_stride = f.k_row_stride;
+  p.k_head_stride = p.v_head_stride = p.dk_head_stride = f.k_head_stride;
   p.B = f.B, p.Hq = f.Hq, p.Hkv = f.Hkv, p.Lq = f.Lq, p.Lkv = f.Lkv, p.D = f.D, p.Dv = f.Dv, p.scale = f.scale;
   p.causal = f.causal, p.window = f.window, p.start = f.start, p.used = f.used, p.dtype = f.dtype, p.mech = f.mech;
-  if (const char* v = std::getenv("PLX_CUDA_BACKWARD_VERSION")) p.version = std::atoi(v);  // tests run v1 and v2
+  p.kernel = opt.backward;
   launch_backward(p, nullptr);
   io::synchronize("kernel execution");
 
   const std::vector<std::size_t> rows{B, Hq, Lq};
   CandidateResult res;
-  res.out = io::download_16(bout.get(), dt, {B, Lq, Hq, Dv});
+  download_forward(pr, fb, res);
   res.dq = io::download_16(gq.get(), dt, {B, Lq, Hq, D});
   res.dk = io::download_16(gk.get(), dt, {B, Lkv, Hkv, D});
   res.dv = io::download_16(gv.get(), dt, {B, Lkv, Hkv, Dv});
   if (plx) res.dr = io::download_16(gr.get(), dt, {B, Lq, Hq, D});
-  res.saved["vbar"] = io::download_16(bvbar.get(), dt, {B, Lq, Hq, Dv});
-  res.saved["lse"] = io::download_f32(blse.get(), rows);
-  res.saved["m"] = io::download_f32(bm.get(), rows);
-  res.saved["omega"] = io::download_f32(bd1.get(), rows);
-  if (plx) res.saved["zbar"] = io::download_f32(bzb.get(), rows);
   res.saved["t"] = io::download_f32(ws.as<float>() + n_row, rows);
   res.saved["b"] = io::download_f32(ws.as<float>() + 2 * n_row, rows);
   return res;

@@ -7,14 +7,15 @@
 // everything widened to double: out, dq, dk, dv, dr and, in `saved`, the forward's vbar, lse,
 // m, omega (= d1), zbar and the backward's per-row t = <dO,out>, b = <dO,vbar>. Params-level
 // entry points (check_backward_params, launch_backward) are in kernels/backward_launch.hpp.
-// Not here: LLA (solver probes), query anchors, decode (forward only, SPEC §6.1).
+// Not here: LLA (solver probes), query anchors, decode (forward only, docs/math.md §6.1).
 #pragma once
 #include <string>
 
 #include "kernels/backward_launch.hpp"
+#include "kernels/options.hpp"
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 
 namespace plx::cuda {
 
@@ -24,6 +25,6 @@ bool supports_backward(const Problem& p, std::string* why_not);
 
 // Forward + backward on the device for L = sum(dO * out) with dO = in.dO. Throws plx::Error if
 // !supports_backward (before any CUDA call) or no device is available.
-CandidateResult backward(const Problem& p, const Inputs& in);
+CandidateResult backward(const Problem& p, const Inputs& in, const RunOptions& opt = {});
 
 }  // namespace plx::cuda

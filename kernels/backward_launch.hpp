@@ -21,7 +21,7 @@ namespace detail {
 // 1 = row preprocessing, 2 = dk/dv pass, 3 = dq/dr pass alone (the benchmark's time split; a
 // pass alone is valid only after the preprocessing has filled the workspace). No validation here.
 int launch_backward_kernels(const BwdParams& p, void* stream, int which = 0);
-// kernels/parallax_backward_wgmma.cu: the v2 pass `which` (2 = dk/dv, 3 = dq/dr), D = 128.
+// kernels/parallax_backward_wgmma.cu: the wgmma pass `which` (2 = dk/dv, 3 = dq/dr), D = 128.
 int launch_backward_wgmma_pass(const BwdParams& p, void* stream, int which);
 }  // namespace detail
 

@@ -1,6 +1,6 @@
 // kernels/backward_params.hpp — the params struct of the plx CUDA backward (softmax, Parallax).
 //
-// Charter: plain pointers, element strides and shapes for the backward of SPEC §5.1 / §5.2 on
+// Charter: plain pointers, element strides and shapes for the backward of docs/math.md §5.1 / §5.2 on
 // bf16 or fp16 tensors (fp32 accumulation), fed by what the prefill forward saves
 // (kernels/params.hpp: out, vbar, lse, m, d1, zbar). No CUDA types, so host code and the
 // CPU-only argument checks include it without nvcc. Every tensor's feature (last) axis must
@@ -13,6 +13,13 @@
 #include "kernels/params.hpp"  // ElemType, Mechanism
 
 namespace plx::cuda {
+
+// The tile passes by technique (the row preprocessing is one kernel for both).
+enum class BackwardKernel : int {
+  Auto = 0,
+  MmaSync = 1,  // mma.sync m16n8k16 (parallax_backward.cu)
+  Wgmma = 2     // wgmma, D = 128 (parallax_backward_wgmma.cu)
+};
 
 struct BwdParams {
   // ---- forward inputs (device pointers, 16-byte aligned) ----------------------------------
@@ -47,12 +54,12 @@ struct BwdParams {
   std::int64_t dq_batch_stride = 0, dq_row_stride = 0, dq_head_stride = 0;  // dq and dr
   std::int64_t dk_batch_stride = 0, dk_row_stride = 0, dk_head_stride = 0;  // dk and dv
   std::int64_t d_stride = 1;   // stride of the feature axis of every tensor: must be 1 (contiguous)
-  // ---- shapes (SPEC §1.1) -----------------------------------------------------------------------
+  // ---- shapes (docs/math.md §1.1) -----------------------------------------------------------------------
   int B = 0, Hq = 0, Hkv = 0;  // Hq % Hkv == 0; query head h reads kv head h / (Hq / Hkv)
   int Lq = 0, Lkv = 0;         // >= 1
   int D = 0, Dv = 0;           // supported: D = Dv in {64, 128}
   float scale = 0;             // tau (> 0, finite), multiplies q.k only
-  // ---- mask (SPEC §1.2; identical to the forward's) ---------------------------------------------
+  // ---- mask (docs/math.md §1.2; identical to the forward's) ---------------------------------------------
   bool causal = true;          // end-aligned: query i sits at P_i = used_b - Lq + i
   int window = -1;             // keep the W most recent keys incl. the diagonal; -1 = off
   const int* start = nullptr;  // device [B] first usable key per batch, or null (= 0)
@@ -60,11 +67,15 @@ struct BwdParams {
   // ---- what ---------------------------------------------------------------------------------------
   ElemType dtype = ElemType::BF16;
   Mechanism mech = Mechanism::Parallax;
-  int version = 0;             // tile passes: 0 = default (2 for D = 128, else 1); 1 = mma.sync (parallax_backward.cu);
-                               // 2 = wgmma, D = 128 only (parallax_backward_wgmma.cu); env PLX_CUDA_BACKWARD_VERSION in cuda::backward
+  BackwardKernel kernel = BackwardKernel::Auto;  // tile passes; Auto: kernels/capabilities.hpp
 };
 
-// Workspace (4-byte words): three per-row arrays [B, Hq, Lq]: lse2, t, b.
-inline std::int64_t backward_workspace_floats(const BwdParams& p) { return 3 * std::int64_t(p.B) * p.Hq * p.Lq; }
+// Workspace (4-byte words): three per-row arrays [B, Hq, Lq]: lse2, t, b; then the key reference
+// kref [B, Hkv, D] (the mean of each batch's first kBwdKeyRefRows allowed keys) that dq and dr
+// are formed against.
+constexpr int kBwdKeyRefRows = 64;
+inline std::int64_t backward_workspace_floats(const BwdParams& p) {
+  return 3 * std::int64_t(p.B) * p.Hq * p.Lq + std::int64_t(p.B) * p.Hkv * p.D;
+}
 
 }  // namespace plx::cuda

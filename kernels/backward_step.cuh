@@ -1,5 +1,5 @@
-// kernels/backward_step.cuh — the per-(query, key) weights of the backward (SPEC §5.2), shared
-// by the mma.sync passes (v1, parallax_backward.cu) and the wgmma passes (v2,
+// kernels/backward_step.cuh — the per-(query, key) weights of the backward (docs/math.md §5.2), shared
+// by the mma.sync passes (parallax_backward.cu) and the wgmma passes (
 // parallax_backward_wgmma.cu).
 //
 // Charter: with p = exp2(tau log2e s - lse2) (0 where the pair is masked), a = dO.v, z = r.k and
@@ -176,10 +176,35 @@ __device__ __forceinline__ void store_dkdv_rows(const BwdParams& p, int b, int h
   }
 }
 
-// Epilogue of the query pass: the thread's rows row0 and row0 + 8 (those < Lq) of dq, dr.
+// Row sums of packed A fragments of the weights (a[0], a[2]: row r0; a[1], a[3]: row r0 + 8):
+// exactly the rounded values the dq / dr products multiply.
+template <class T> __device__ __forceinline__ void add_packed_row_sums(const std::uint32_t (&a)[4], float (&sum)[2]) {
+  const float2 x0 = Pack<T>::to_float2(a[0]), x1 = Pack<T>::to_float2(a[1]);
+  const float2 x2 = Pack<T>::to_float2(a[2]), x3 = Pack<T>::to_float2(a[3]);
+  sum[0] += (x0.x + x0.y) + (x2.x + x2.y);
+  sum[1] += (x1.x + x1.y) + (x3.x + x3.y);
+}
+
+// Epilogue of the query pass: dq and dr of the thread's rows row0, row0 + 8 (those < Lq), formed against the key reference:
+// the products accumulated GL K and GU K; subtracting (row sum of GL) kref and (row sum of GU) kref
+// makes them GL (K - kref) and GU (K - kref) exactly, so a common key offset (k_j = c u + noise)
+// no longer multiplies the weights' rounding (their row sums vanish in exact arithmetic only).
+// gsum, usum: the thread's partial row sums of the rounded GL, GU (summed over the quad here).
 template <class T, int NO, bool PLX>
-__device__ __forceinline__ void store_dqdr_rows(const BwdParams& p, int b, int hq, int row0, int lane,
-                                                const float (&dq)[NO][4], const float (&dr)[PLX ? NO : 1][4]) {
+__device__ __forceinline__ void store_dqdr_rows(const BwdParams& p, int b, int hq, int hk, int row0, int lane,
+                                                const float (&dq)[NO][4], const float (&dr)[PLX ? NO : 1][4],
+                                                float (&gsum)[2], float (&usum)[2]) {
+  const long long nrows = (long long)p.B * p.Hq * p.Lq;
+  const float* kref = p.workspace + 3 * nrows + ((long long)b * p.Hkv + hk) * p.D;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    gsum[rr] += __shfl_xor_sync(0xffffffffu, gsum[rr], 1);
+    gsum[rr] += __shfl_xor_sync(0xffffffffu, gsum[rr], 2);
+    if (PLX) {
+      usum[rr] += __shfl_xor_sync(0xffffffffu, usum[rr], 1);
+      usum[rr] += __shfl_xor_sync(0xffffffffu, usum[rr], 2);
+    }
+  }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int i = row0 + rr * 8;
@@ -190,8 +215,12 @@ __device__ __forceinline__ void store_dqdr_rows(const BwdParams& p, int b, int h
 #pragma unroll
     for (int n = 0; n < NO; ++n) {
       const int col = n * 8 + (lane & 3) * 2;
-      *reinterpret_cast<std::uint32_t*>(qrow + col) = Pack<T>::from_float2(dq[n][rr * 2], dq[n][rr * 2 + 1]);
-      if (PLX) *reinterpret_cast<std::uint32_t*>(rrow + col) = Pack<T>::from_float2(dr[n][rr * 2], dr[n][rr * 2 + 1]);
+      const float2 kr = make_float2(kref[col], kref[col + 1]);  // 4-byte aligned only
+      *reinterpret_cast<std::uint32_t*>(qrow + col) =
+          Pack<T>::from_float2(dq[n][rr * 2] - gsum[rr] * kr.x, dq[n][rr * 2 + 1] - gsum[rr] * kr.y);
+      if (PLX)
+        *reinterpret_cast<std::uint32_t*>(rrow + col) =
+            Pack<T>::from_float2(dr[n][rr * 2] - usum[rr] * kr.x, dr[n][rr * 2 + 1] - usum[rr] * kr.y);
     }
   }
 }

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -22,6 +21,7 @@
 #include "kernels/kernels_internal.hpp"
 #include "kernels/lla_api.hpp"
 #include "kernels/param_check.hpp"
+#include "kernels/problem_params.hpp"
 
 namespace plx::cuda {
 
@@ -29,21 +29,7 @@ namespace {
 std::string str(long long x) { return std::to_string(x); }
 }  // namespace
 
-bool available(std::string* why_not) {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    if (why_not) *why_not = e != cudaSuccess ? std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e) : "no CUDA device";
-    cudaGetLastError();  // clear the sticky error of a failed init
-    return false;
-  }
-  cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || prop.major < 9) {
-    if (why_not) *why_not = "device 0 is not sm_90 or newer (kernels are built for sm_90)";
-    return false;
-  }
-  return true;
-}
+bool available(std::string* why_not) { return io::device_available(why_not); }
 
 bool supports(const Problem& p, std::string* why_not) {
   auto no = [&](const std::string& w) {
@@ -74,14 +60,7 @@ void check_params(const AttnParams& p, Op op) {
                          {p.start, "start"}, {p.used, "used"}})
     c.pointer(x, name, false, 4);
   // Strides: rows must start on 16-byte boundaries (multiples of 8 elements), non-negative.
-  auto strides = [&](const char* name, std::int64_t bs, std::int64_t rs, std::int64_t hs, bool used) {
-    if (used) c.strides(name, bs, rs, hs, "; the feature axis must be contiguous");
-  };
-  strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride, true);
-  strides("r strides", p.r_batch_stride, p.r_row_stride, p.r_head_stride, plx);
-  strides("k strides", p.k_batch_stride, p.k_row_stride, p.k_head_stride, true);
-  strides("v strides", p.v_batch_stride, p.v_row_stride, p.v_head_stride, true);
-  strides("out strides", p.o_batch_stride, p.o_row_stride, p.o_head_stride, true);
+  c.attention_strides(p, plx);
   // Distinct heads must not alias (a zero head stride with H > 1 would make every head read
   // one row; a zero row stride with L > 1 likewise): the kernels assume a dense tensor view.
   need(p.Hq == 1 || (p.q_head_stride > 0 && p.o_head_stride > 0 && (!plx || p.r_head_stride > 0)), "head strides",
@@ -93,31 +72,34 @@ void check_params(const AttnParams& p, Op op) {
   if (op == Op::Decode) {
     need(p.Lq == 1, "Lq", "decode takes exactly one query per sequence, got " + str(p.Lq));
     need(p.Hq / p.Hkv <= 16, "Hq/Hkv", "decode supports group sizes up to 16, got " + str(p.Hq / p.Hkv));
-    need(p.decode_version == 0 || p.decode_version == 2 || p.decode_version == 3, "decode_version",
-         "must be 0 (default), 2 or 3, got " + str(p.decode_version));
+    const int dk = int(p.decode_kernel);
+    need(dk >= 0 && dk <= 2, "decode_kernel", "must be Auto, CudaCore or MmaSync, got " + str(dk));
     need(p.num_splits >= 1 && p.num_splits <= 1024, "num_splits", "must lie in [1, 1024], got " + str(p.num_splits));
     c.grid_dim(p.Hkv, "Hkv"), c.grid_dim(p.B, "B"), c.grid_dim(p.Hq, "Hq", " (combine)");
     need(p.num_splits == 1 || (p.workspace && reinterpret_cast<std::uintptr_t>(p.workspace) % 16 == 0), "workspace",
          "a 16-byte aligned workspace is needed when num_splits > 1");
   } else {
-    need(p.forward_version >= 0 && p.forward_version <= 3, "forward_version",
-         "must be 0 (default), 1 (mma.sync), 2 (wgmma) or 3 (TMA + wgmma), got " + str(p.forward_version));
-    need(p.forward_version < 2 || p.D == 128, "forward_version",
-         str(p.forward_version) + " (wgmma) supports D = 128 only, got D=" + str(p.D));
-    need(p.forward_flags >= -1 && p.forward_flags <= 63, "forward_flags", "must be -1 (default) or in [0, 63], got " + str(p.forward_flags));
+    const int fk = int(p.forward_kernel);
+    need(fk >= 0 && fk <= 3, "forward_kernel", "must be Auto, MmaSync, Wgmma or Tma, got " + str(fk));
+    need(fk < 0 || fk > 3 || p.forward_kernel == ForwardKernel::Auto || forward_kernel_fits(p.forward_kernel, p.D),
+         "forward_kernel", std::string(fk >= 0 && fk <= 3 ? name(p.forward_kernel) : "?") +
+                               " supports D = 128 only, got D=" + str(p.D));
     c.grid_dim(p.Hq, "Hq"), c.grid_dim(p.B, "B");
   }
   // Index arithmetic: per-row tensors use 64-bit offsets, element offsets are 64-bit.
   need(double(p.B) * p.Hq * p.Lq < 9e18, "B*Hq*Lq", "too large");
 }
 
-void launch(const AttnParams& p, Op op, void* stream) {
+void launch(const AttnParams& p, Op op, void* stream) { launch(p, op, stream, LaunchExtras{}); }
+
+void launch(const AttnParams& p, Op op, void* stream, const LaunchExtras& x) {
   check_params(p, op);
-  const int e = op == Op::Decode ? detail::launch_decode(p, stream) : detail::launch_forward(p, stream);
-  if (op == Op::Forward && p.forward_version == 3 && e == int(cudaErrorNotSupported))
-    throw Error("forward_version 3 (TMA) needs tensor maps of K and V, and the CUDA driver has no "
-                "cuTensorMapEncodeTiled (or rejected these tensors); nothing was launched. Use forward_version 0 "
-                "(the default, which then runs v2) or 2");
+  const int e = op == Op::Decode ? detail::launch_decode(p, stream, x.decode_flags)
+                                 : detail::launch_forward(p, stream, x.tensor_maps);
+  if (op == Op::Forward && p.forward_kernel == ForwardKernel::Tma && e == int(cudaErrorNotSupported))
+    throw Error("forward_kernel tma needs tensor maps of K and V, and the CUDA driver has no "
+                "cuTensorMapEncodeTiled (or rejected these tensors); nothing was launched. Use forward_kernel "
+                "Auto (which then runs wgmma) or Wgmma");
   io::check(e, op == Op::Decode ? "decode launch" : "forward launch");
 }
 
@@ -131,34 +113,28 @@ int decode_num_splits(const AttnParams& p, int num_sms) {
   return int(std::min({want, by_len, 1024LL}));
 }
 
-int decode_smem_bytes(const AttnParams& p) { return detail::decode_smem(p.D, p.Hq / p.Hkv, p.decode_version); }
+int decode_smem_bytes(const AttnParams& p) { return detail::decode_smem(p.D, p.Hq / p.Hkv, p.decode_kernel); }
 
-CandidateResult forward(const Problem& pr, const Inputs& in) {
-  validate(pr);
-  if (pr.probe == Probe::Solver) return lla_forward(pr, in);  // LLA: kernels/lla.cu
-  std::string why;
-  if (!supports(pr, &why)) throw Error("cuda::forward: unsupported problem: " + why);
-  io::require_inputs(pr, in, /*with_dO=*/false, "cuda::forward");  // bad input: before any device work
-  if (!available(&why)) throw Error("cuda::forward: no usable device: " + why);
+ForwardBuffers upload_forward(const Problem& pr, const Inputs& in, const char* who) {
   const DType dt = pr.dtype;
-  const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
+  const std::size_t n_out = std::size_t(pr.B) * pr.Lq * pr.Hq * pr.Dv, n_row = std::size_t(pr.B) * pr.Hq * pr.Lq;
+  ForwardBuffers b;
+  b.q = io::upload_exact(in.q, dt, who, "q"), b.k = io::upload_exact(in.k, dt, who, "k");
+  b.v = io::upload_exact(in.v, dt, who, "v");
+  if (pr.probe == Probe::Learned) b.r = io::upload_exact(in.r, dt, who, "r");
+  b.out = io::poisoned(n_out * 2), b.vbar = io::poisoned(n_out * 2);
+  b.lse = io::poisoned(n_row * 4), b.m = io::poisoned(n_row * 4), b.d1 = io::poisoned(n_row * 4), b.zbar = io::poisoned(n_row * 4);
+  b.start = io::upload_ints(pr.start, "cudaMemcpy start"), b.used = io::upload_ints(pr.used, "cudaMemcpy used");
+  return b;
+}
+
+AttnParams make_attn_params(const Problem& pr, const ForwardBuffers& b) {
+  const std::int64_t Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
   const bool plx = pr.probe == Probe::Learned;
-  io::require_shapes(pr, in, /*with_dO=*/false);
-
-  const char* who = "cuda::forward";
-  io::DevBuf dq = io::upload_exact(in.q, dt, who, "q"), dk = io::upload_exact(in.k, dt, who, "k");
-  io::DevBuf dv = io::upload_exact(in.v, dt, who, "v"), dr;
-  if (plx) dr = io::upload_exact(in.r, dt, who, "r");
-  const std::size_t n_out = B * Lq * Hq * Dv, n_row = B * Hq * Lq;
-  io::DevBuf dout = io::poisoned(n_out * 2), dvbar = io::poisoned(n_out * 2);
-  io::DevBuf dlse = io::poisoned(n_row * 4), dm = io::poisoned(n_row * 4), dd1 = io::poisoned(n_row * 4),
-             dzb = io::poisoned(n_row * 4);
-  io::DevBuf dstart = io::upload_ints(pr.start, "cudaMemcpy start"), dused = io::upload_ints(pr.used, "cudaMemcpy used");
-
   AttnParams p;
-  p.q = dq.get(), p.r = plx ? dr.get() : nullptr, p.k = dk.get(), p.v = dv.get();
-  p.out = dout.get(), p.vbar = dvbar.get();
-  p.lse = dlse.as<float>(), p.m = dm.as<float>(), p.d1 = dd1.as<float>(), p.zbar = dzb.as<float>();
+  p.q = b.q.get(), p.r = plx ? b.r.get() : nullptr, p.k = b.k.get(), p.v = b.v.get();
+  p.out = b.out.get(), p.vbar = b.vbar.get();
+  p.lse = b.lse.as<float>(), p.m = b.m.as<float>(), p.d1 = b.d1.as<float>(), p.zbar = b.zbar.as<float>();
   p.q_batch_stride = Lq * Hq * D, p.q_row_stride = Hq * D, p.q_head_stride = D;
   p.r_batch_stride = Lq * Hq * D, p.r_row_stride = Hq * D, p.r_head_stride = D;
   p.k_batch_stride = Lkv * Hkv * D, p.k_row_stride = Hkv * D, p.k_head_stride = D;
@@ -167,20 +143,41 @@ CandidateResult forward(const Problem& pr, const Inputs& in) {
   p.B = pr.B, p.Hq = pr.Hq, p.Hkv = pr.Hkv, p.Lq = pr.Lq, p.Lkv = pr.Lkv, p.D = pr.D, p.Dv = pr.Dv;
   p.scale = static_cast<float>(pr.tau());
   p.causal = pr.causal, p.window = pr.window;
-  p.start = dstart.as<const int>(), p.used = dused.as<const int>();
-  p.dtype = dt == DType::BF16 ? ElemType::BF16 : ElemType::F16;
+  p.start = b.start.as<const int>(), p.used = b.used.as<const int>();
+  p.dtype = pr.dtype == DType::BF16 ? ElemType::BF16 : ElemType::F16;
   p.mech = plx ? Mechanism::Parallax : Mechanism::Softmax;
+  return p;
+}
+
+void download_forward(const Problem& pr, const ForwardBuffers& b, CandidateResult& res) {
+  const std::size_t B = pr.B, Lq = pr.Lq, Hq = pr.Hq, Dv = pr.Dv;
+  res.out = io::download_16(b.out.get(), pr.dtype, {B, Lq, Hq, Dv});
+  res.saved["vbar"] = io::download_16(b.vbar.get(), pr.dtype, {B, Lq, Hq, Dv});
+  res.saved["lse"] = io::download_f32(b.lse.get(), {B, Hq, Lq});
+  res.saved["m"] = io::download_f32(b.m.get(), {B, Hq, Lq});
+  res.saved["omega"] = io::download_f32(b.d1.get(), {B, Hq, Lq});
+  if (pr.probe == Probe::Learned) res.saved["zbar"] = io::download_f32(b.zbar.get(), {B, Hq, Lq});
+}
+
+CandidateResult forward(const Problem& pr, const Inputs& in, const RunOptions& opt) {
+  validate(pr);
+  if (pr.probe == Probe::Solver) return lla_forward(pr, in, opt.lla);  // LLA: kernels/lla.cu
+  std::string why;
+  if (!supports(pr, &why)) throw Error("cuda::forward: unsupported problem: " + why);
+  io::require_inputs(pr, in, /*with_dO=*/false, "cuda::forward");  // bad input: before any device work
+  if (!available(&why)) throw Error("cuda::forward: no usable device: " + why);
+  io::require_shapes(pr, in, /*with_dO=*/false);
   const Op op = pr.Lq == 1 ? Op::Decode : Op::Forward;
+  if (op == Op::Forward && opt.forward != ForwardKernel::Auto && !forward_kernel_fits(opt.forward, pr.D))
+    throw Error(std::string("cuda::forward: forward kernel ") + name(opt.forward) + " does not take D=" + str(pr.D));
+
+  const ForwardBuffers buf = upload_forward(pr, in, "cuda::forward");
+  AttnParams p = make_attn_params(pr, buf);
   io::DevBuf dws;
-  // Test hook: the prefill kernel for D = 128 problems (v2 and v3 take no other D; D = 64 keeps v1).
-  if (const char* v = std::getenv("PLX_CUDA_FORWARD_VERSION"); v && op == Op::Forward && (p.D == 128 || std::atoi(v) == 1))
-    p.forward_version = std::atoi(v);
-  if (const char* v = std::getenv("PLX_CUDA_FORWARD_FLAGS"); v && op == Op::Forward) p.forward_flags = std::atoi(v);
+  if (op == Op::Forward) p.forward_kernel = opt.forward;
   if (op == Op::Decode) {
-    const int sms = io::multiprocessor_count();
-    if (const char* v = std::getenv("PLX_CUDA_DECODE_VERSION")) p.decode_version = std::atoi(v);  // tests pick v2/v3
-    if (const char* s = std::getenv("PLX_CUDA_SPLITS")) p.num_splits = std::atoi(s);  // tests force splits
-    else p.num_splits = decode_num_splits(p, sms);
+    p.decode_kernel = opt.decode;
+    p.num_splits = opt.num_splits > 0 ? opt.num_splits : decode_num_splits(p, io::multiprocessor_count());
     if (p.num_splits > 1) {
       dws = io::DevBuf(decode_workspace_floats(p) * 4);
       io::fill(dws.get(), 0xFF, decode_counters_offset(p) * 4, "cudaMemset workspace (poison)");
@@ -188,16 +185,12 @@ CandidateResult forward(const Problem& pr, const Inputs& in) {
       p.workspace = dws.as<float>();
     }
   }
-  launch(p, op, nullptr);
+  LaunchExtras x;
+  x.tensor_maps = opt.tensor_maps;
+  launch(p, op, nullptr, x);
   io::synchronize("kernel execution");
-
   CandidateResult res;
-  res.out = io::download_16(dout.get(), dt, {B, Lq, Hq, Dv});
-  res.saved["vbar"] = io::download_16(dvbar.get(), dt, {B, Lq, Hq, Dv});
-  res.saved["lse"] = io::download_f32(dlse.get(), {B, Hq, Lq});
-  res.saved["m"] = io::download_f32(dm.get(), {B, Hq, Lq});
-  res.saved["omega"] = io::download_f32(dd1.get(), {B, Hq, Lq});
-  if (plx) res.saved["zbar"] = io::download_f32(dzb.get(), {B, Hq, Lq});
+  download_forward(pr, buf, res);
   return res;
 }
 

@@ -12,9 +12,10 @@
 #include <string>
 
 #include "kernels/launch.hpp"
+#include "kernels/options.hpp"
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 
 namespace plx::cuda {
 
@@ -22,7 +23,7 @@ namespace plx::cuda {
 bool available(std::string* why_not);
 
 // The kernels implement this problem: softmax or Parallax (learned probe, key-mean anchor;
-// either formulation, both computed as the shifted closed form of SPEC §7.1), dtype bf16 or
+// either formulation, both computed as the shifted closed form of docs/math.md §7.1), dtype bf16 or
 // fp16, D = Dv in {64, 128}, Hq % Hkv == 0 (decode: group G = Hq/Hkv <= 16). LLA (solver probe)
 // problems are routed to kernels/lla_api.hpp (lla_supports / lla_forward).
 bool supports(const Problem& p, std::string* why_not);
@@ -31,6 +32,6 @@ bool supports(const Problem& p, std::string* why_not);
 // is not exactly representable in the dtype. Returns out (and saved: lse, m, omega, zbar, vbar)
 // widened to double. LLA problems go to lla_forward with default options (plx::NumericalError
 // for a singular direct solve).
-CandidateResult forward(const Problem& p, const Inputs& in);
+CandidateResult forward(const Problem& p, const Inputs& in, const RunOptions& opt = {});
 
 }  // namespace plx::cuda

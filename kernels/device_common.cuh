@@ -1,7 +1,7 @@
 // kernels/device_common.cuh — small device helpers shared by the plx kernels.
 //
 // Charter: 16-byte cp.async with zero fill, bf16/fp16 <-> float conversions of packed
-// pairs, 2^x on the special-function unit, warp reductions, the row range of SPEC §1.2 (the
+// pairs, 2^x on the special-function unit, warp reductions, the row range of docs/math.md §1.2 (the
 // device twin of reference/problem.hpp row_range), and the tensor-core fragments (ldmatrix,
 // mma.sync m16n8k16, accumulator tiles packed as A operands). Nothing here launches or allocates.
 #pragma once
@@ -109,7 +109,7 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-// Allowed keys [lo, hi) of query row i of batch b (SPEC §1.2 with the §6.1 `used`
+// Allowed keys [lo, hi) of query row i of batch b (docs/math.md §1.2 with the §6.1 `used`
 // convention, exactly reference/problem.hpp row_range). Empty: hi <= lo. Any params struct
 // with used, start, Lq, Lkv, causal, window (AttnParams, LlaParams).
 struct KeyRange { int lo, hi; };

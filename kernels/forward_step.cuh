@@ -1,11 +1,11 @@
 // kernels/forward_step.cuh — the per-tile online step and the epilogue of the prefill forward,
-// shared by the mma.sync kernel (v1, parallax_forward.cu) and the wgmma kernel (v2,
+// shared by the mma.sync kernel (parallax_forward.cu) and the wgmma kernel (
 // parallax_forward_wgmma.cu).
 //
 // Charter: both kernels hold a thread's accumulators in the same fragment layout (rows
 // r0 = 16 w + lane / 4 and r0 + 8 of the warp's 16 rows; n8 tile i, element e: column
 // 8 i + 2 (lane % 4) + (e & 1), row r0 + 8 (e >> 1)), so the masking, the online max in
-// base 2, the exponentials, the Parallax re-centring of the shift (SPEC §7.1) and the stores
+// base 2, the exponentials, the Parallax re-centring of the shift (docs/math.md §7.1) and the stores
 // of out, vbar, lse, m, d1, zbar are one piece of code. Nothing here touches shared memory.
 #pragma once
 #include <cmath>
@@ -96,7 +96,7 @@ __device__ __forceinline__ TileFactors online_p1(float (&s)[NTS][4], RowState& s
     mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
     mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
     const float m_new = fmaxf(st.m[rr], mx[rr] * qscale);
-    m_use[rr] = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
+    m_use[rr] = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (docs/math.md §1.4)
     alpha[rr] = exp2_ftz(st.m[rr] - m_use[rr]);
     st.m[rr] = m_new;
   }
@@ -118,7 +118,7 @@ __device__ __forceinline__ void online_p2(const float (&s)[NTS][4], float (&z)[P
   const float(&ls1)[2] = f.ls1;
   const bool rescale = f.rescale;
   if constexpr (PLX) {
-    // Online re-centring (SPEC §7.1 shift): z0 follows the running p1-weighted mean of z, so
+    // Online re-centring (docs/math.md §7.1 shift): z0 follows the running p1-weighted mean of z, so
     // P2 = P1 (z - z0) stays ~ P1 (z - zbar) even when later tiles bring dominant keys whose
     // z is far from the first tile's (outlier tokens, large logits). d1, d2 are row totals
     // (quad-reduced per tile); moving the centre by dz = z0' - z0 is the exact update

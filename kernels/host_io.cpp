@@ -113,6 +113,22 @@ DevBuf upload_ints(const std::vector<int>& v, const char* what) {
 
 void synchronize(const char* what) { check(cudaDeviceSynchronize(), what); }
 
+bool device_available(std::string* why_not) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    if (why_not) *why_not = e != cudaSuccess ? std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e) : "no CUDA device";
+    cudaGetLastError();  // clear the sticky error of a failed init
+    return false;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || prop.major < 9) {
+    if (why_not) *why_not = "device 0 is not sm_90 or newer (kernels are built for sm_90)";
+    return false;
+  }
+  return true;
+}
+
 int multiprocessor_count() {
   int sms = 0;
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");

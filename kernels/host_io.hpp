@@ -73,6 +73,9 @@ DevBuf upload_ints(const std::vector<int>& v, const char* what);
 // cudaDeviceSynchronize, checked (a kernel's asynchronous fault surfaces here as plx::Error).
 void synchronize(const char* what);
 
+// A usable CUDA device (sm_90 or newer) is present; false with the reason otherwise, never throws.
+bool device_available(std::string* why_not);
+
 // Number of SMs of device 0 (the split heuristics take it).
 int multiprocessor_count();
 

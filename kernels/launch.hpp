@@ -15,6 +15,15 @@ void check_params(const AttnParams& p, Op op);
 // Every CUDA call and launch is checked (plx::Error with the CUDA message).
 void launch(const AttnParams& p, Op op, void* stream = nullptr);
 
+// Launch choices outside the kernels' params: the mma_sync decode's tuning bits (kDec* in
+// parallax_decode.cu, < 0 = the shipped set; benchmarks compare others) and whether the Tma
+// forward may use driver tensor maps (false acts as a driver without them: Auto falls back to wgmma).
+struct LaunchExtras {
+  int decode_flags = -1;
+  bool tensor_maps = true;
+};
+void launch(const AttnParams& p, Op op, void* stream, const LaunchExtras& x);
+
 // Split count the decode heuristic picks for these shapes (>= 1), given the SM count.
 int decode_num_splits(const AttnParams& p, int num_sms);
 

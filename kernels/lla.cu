@@ -1,12 +1,12 @@
-// kernels/lla.cu — Local Linear Attention (SPEC §3) on sm_90: split-KV decode and matrix-free CG.
+// kernels/lla.cu — Local Linear Attention (docs/math.md §3) on sm_90: split-KV decode and matrix-free CG.
 //
 // Charter: bf16/fp16 inputs, fp32 accumulation and fp32 solver state, D = Dv in {64, 128}.
 // Output always in the covariance form (kernels/lla_api.hpp):
 //   out = a vbar - b sum_j p_j (r.(k_j - kbar)) (v_j - vbar)
 // (r = theta, a = b = 1 for the key-mean anchor; r = rho, a = Delta/d, b = omega/d for the query
-// anchor), centred in both k and v, so it has neither the 1 - rho.e_j cancellation (SPEC §7.2)
-// nor the O1 (1 + c) - O2 one (SPEC §7.1).
-// Decode (Op::Decode, Lq = 1), SPEC §6.4, two passes over K (V in the second), five launches:
+// anchor), centred in both k and v, so it has neither the 1 - rho.e_j cancellation (docs/math.md §7.2)
+// nor the O1 (1 + c) - O2 one (docs/math.md §7.1).
+// Decode (Op::Decode, Lq = 1), docs/math.md §6.4, two passes over K (V in the second), five launches:
 //   1 moments  (split, kv head, b): per chunk and per head of the GQA group (K read once) the
 //              pivot m_c, omega_c, kbar_c and S_c = sum_j w_j (k_j - kbar_c)(k_j - kbar_c)^T, built
 //              tile by tile (64 keys, two-pass centred inside a tile) and merged by the Chan rule;
@@ -17,7 +17,7 @@
 //              matrix-free CG in exact arithmetic);
 //   4 output   (split, kv head, b): Parallax-like pass with the global pivot and r, centred keys;
 //   5 final    (hq, b, only when split): plain sum of the chunk partials (same pivot and centring).
-// Forward (Op::Forward, any Lq): one 128-thread block per query row, matrix-free CG of SPEC §3.7
+// Forward (Op::Forward, any Lq): one 128-thread block per query row, matrix-free CG of docs/math.md §3.7
 // (matvec = weighted sums over the row's keys, Sigma never formed), K/V re-read from L2 per
 // matvec and per query head (correctness first, not tuned).
 // Not here: backward, block-diagonal solves, tensor cores.
@@ -71,7 +71,7 @@ template <int NT> __device__ float block_max(float x, float* red) {
   return s;
 }
 
-// Query-anchor denominator d = Delta + delta_eps * sgn(Delta) (SPEC §3.2).
+// Query-anchor denominator d = Delta + delta_eps * sgn(Delta) (docs/math.md §3.2).
 __device__ __forceinline__ float shifted_denominator(const LlaParams& p, float Delta) {
   const float s = Delta > 0.f ? 1.f : Delta < 0.f ? -1.f : (p.sgn0_zero ? 0.f : 1.f);
   return Delta + p.delta_eps * s;
@@ -279,7 +279,7 @@ __global__ void __launch_bounds__(kMomThreads) lla_decode_moments(const LlaParam
 }
 
 // ===================================================================================
-// Decode pass 1b: exact combine of the chunks (SPEC §6.2 pivots, parallel-axis rule for S),
+// Decode pass 1b: exact combine of the chunks (docs/math.md §6.2 pivots, parallel-axis rule for S),
 // grid (kCombParts, hq, b): block `part` sums one slice of the D*D entries over all splits.
 //   M = max_c m_c, a_c = exp2(m_c - M), omega = sum a_c omega_c, kbar = sum a_c omega_c kbar_c / omega,
 //   C = sum_c [a_c S_c + a_c omega_c (kbar_c - kbar)(kbar_c - kbar)^T] / omega.
@@ -383,7 +383,7 @@ __global__ void __launch_bounds__(kSolThreads) lla_decode_solve(const LlaParams 
   const long long ri = row_index(p, b, hq, 0);
   float* sol = rec_solve(p, b, hq);
   const LRange R = lla_range(p, b, 0);
-  if (R.hi <= R.lo) {  // empty row (SPEC §1.4)
+  if (R.hi <= R.lo) {  // empty row (docs/math.md §1.4)
     if (tid == 0) {
       sol[kSolEmpty] = 1.f, sol[kSolM] = 0.f, sol[kSolOmega] = 0.f, sol[kSolA] = 0.f, sol[kSolB] = 0.f;
       if (p.lse) p.lse[ri] = -INFINITY;
@@ -490,7 +490,7 @@ __global__ void __launch_bounds__(kSolThreads) lla_decode_solve(const LlaParams 
     }
     __syncthreads();
     if (singular) status = kLlaSingular;
-    if (query) {  // rho = theta/(1 + alpha), Delta = omega/(1 + alpha) > 0 without cancellation (SPEC §3.5)
+    if (query) {  // rho = theta/(1 + alpha), Delta = omega/(1 + alpha) > 0 without cancellation (docs/math.md §3.5)
       float al = 0.f;
       for (int d = tid; d < D; d += NT) al += delta[d] * x[d];
       al = block_sum<NT>(al, red);
@@ -553,7 +553,7 @@ __global__ void __launch_bounds__(kSolThreads) lla_decode_solve(const LlaParams 
       __syncthreads();
     }
     if (active) status = kLlaNotConverged;
-    if (query) {  // Delta = omega - mu.rho (SPEC §3.2), out = (omega/d)((1 - rho.delta) vbar - rho^T Cov)
+    if (query) {  // Delta = omega - mu.rho (docs/math.md §3.2), out = (omega/d)((1 - rho.delta) vbar - rho^T Cov)
       float rd = 0.f;
       for (int d = tid; d < D; d += NT) rd += delta[d] * x[d];
       rd = block_sum<NT>(rd, red);
@@ -730,7 +730,7 @@ __global__ void __launch_bounds__(kFwdThreads) lla_forward_cg(const LlaParams p)
   const long long orow = (long long)b * p.o_batch_stride + (long long)i * p.o_row_stride + (long long)hq * p.o_head_stride;
   const long long prow = (((long long)b * p.Lq + i) * p.Hq + hq) * D;
   const LRange R = lla_range(p, b, i);
-  if (R.hi <= R.lo) {  // empty row (SPEC §1.4)
+  if (R.hi <= R.lo) {  // empty row (docs/math.md §1.4)
     if (warp == 0)
       for (int c = 0; c < NC; ++c) {
         static_cast<T*>(p.out)[orow + lane + 32 * c] = Pack<T>::from_float(0.f);
@@ -841,7 +841,7 @@ __global__ void __launch_bounds__(kFwdThreads) lla_forward_cg(const LlaParams p)
   };
   float diag[NC];
   const bool jac = p.solver == LlaSolver::JacobiCG;
-  if (jac) {  // diag = sum_j coef_j (k_j - anc)^2 + beta (SPEC §3.7)
+  if (jac) {  // diag = sum_j coef_j (k_j - anc)^2 + beta (docs/math.md §3.7)
 #pragma unroll
     for (int c = 0; c < NC; ++c) diag[c] = 0.f;
     for (int j = R.lo + warp; j < R.hi; j += kFwdWarps) {
@@ -858,7 +858,7 @@ __global__ void __launch_bounds__(kFwdThreads) lla_forward_cg(const LlaParams p)
 #pragma unroll
     for (int c = 0; c < NC; ++c) diag[c] = 1.f;
   }
-  // 4. CG, literally SPEC §3.7 / reference/solvers.hpp solve_cg, in fp32.
+  // 4. CG, literally docs/math.md §3.7 / reference/solvers.hpp solve_cg, in fp32.
   float x[NC], res[NC], z[NC], pd[NC], Sp[NC];
 #pragma unroll
   for (int c = 0; c < NC; ++c) x[c] = 0.f, res[c] = y[c], z[c] = res[c] / diag[c], pd[c] = z[c];

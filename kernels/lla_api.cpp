@@ -14,18 +14,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "kernels/cuda_api.hpp"
 #include "kernels/host_io.hpp"
 #include "kernels/param_check.hpp"
 #include "reference/inputs.hpp"
 #include "reference/problem.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 
 namespace plx::cuda {
 
@@ -115,8 +113,6 @@ bool lla_supports(const Problem& p, std::string* why_not) {
   return true;
 }
 
-CandidateResult lla_forward(const Problem& pr, const Inputs& in) { return lla_forward(pr, in, LlaRunOptions{}); }
-
 CandidateResult lla_forward(const Problem& pr, const Inputs& in, const LlaRunOptions& opt) {
   check_inputs(pr, in);
   std::string why;
@@ -125,7 +121,7 @@ CandidateResult lla_forward(const Problem& pr, const Inputs& in, const LlaRunOpt
   if (decode && pr.Lq != 1) throw Error("cuda::lla_forward: the split-KV path needs Lq = 1");
   if (!decode && pr.solver.method == SolverMethod::Direct)
     throw Error("cuda::lla_forward: the matrix-free path needs solver.method cg or jacobi_cg");
-  if (!available(&why)) throw Error("cuda::lla_forward: no usable device: " + why);
+  if (!io::device_available(&why)) throw Error("cuda::lla_forward: no usable device: " + why);
   const DType dt = pr.dtype;
   const std::size_t B = pr.B, Lq = pr.Lq, Lkv = pr.Lkv, Hq = pr.Hq, Hkv = pr.Hkv, D = pr.D, Dv = pr.Dv;
   const char* who = "cuda::lla_forward";
@@ -159,9 +155,7 @@ CandidateResult lla_forward(const Problem& pr, const Inputs& in, const LlaRunOpt
   io::DevBuf dws;
   if (decode) {
     const int sms = io::multiprocessor_count();
-    if (opt.num_splits > 0) p.num_splits = opt.num_splits;
-    else if (const char* s = std::getenv("PLX_CUDA_SPLITS")) p.num_splits = std::atoi(s);
-    else p.num_splits = lla_decode_num_splits(p, sms);
+    p.num_splits = opt.num_splits > 0 ? opt.num_splits : lla_decode_num_splits(p, sms);
     dws = io::poisoned(lla_workspace_floats(p) * 4);  // every record that is read must have been written
     p.workspace = dws.as<float>();
   }

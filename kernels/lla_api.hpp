@@ -6,7 +6,7 @@
 // the results to double). Bad input is a plx::Error thrown before any CUDA call; a row whose
 // fp32 direct solve finds C + lambda I singular is a plx::NumericalError after the launch, as
 // in reference/ and fast/ (LlaRunOptions::throw_on_singular = false returns it as a status).
-// Formulation (SPEC §3.5, §7.3, §7.4): the output is always assembled in the covariance form
+// Formulation (docs/math.md §3.5, §7.3, §7.4): the output is always assembled in the covariance form
 //   out = a * vbar - b * sum_j p_j (r.(k_j - kbar)) (v_j - vbar)
 // with (r, a, b) = (theta, 1, 1) for the key-mean anchor and (rho, omega (1 - rho.delta)/d,
 // omega/d) for the query anchor, so no `1 - rho.e_j` or `O1 (1 + c) - O2` cancellation occurs;
@@ -16,8 +16,9 @@
 #include <string>
 
 #include "kernels/lla_params.hpp"
+#include "kernels/options.hpp"  // LlaRunOptions
 
-namespace plx {
+namespace plx {  // reference/candidate.hpp (C++20); declared here so C++17 benchmarks can include this header
 struct Problem;
 struct Inputs;
 struct CandidateResult;
@@ -42,21 +43,12 @@ int lla_decode_num_splits(const LlaParams& p, int num_sms);
 // Hq/Hkv <= 16; prefill (Lq > 1): CG or JacobiCG only.
 bool lla_supports(const Problem& p, std::string* why_not);
 
-enum class LlaPath { Auto = 0, SplitKV = 1, MatrixFree = 2 };
-struct LlaRunOptions {
-  LlaPath path = LlaPath::Auto;  // Auto: Lq = 1 -> SplitKV, else MatrixFree
-  int num_splits = 0;            // SplitKV: 0 = heuristic (or env PLX_CUDA_SPLITS)
-  bool throw_on_singular = true; // false: singular rows come back as status kLlaSingular with NaN
-                                 //   output instead of a plx::NumericalError (the kernels' raw behaviour)
-};
-
 // Run the problem. Returns out and saved: lse, omega, probe, cg_iters, status (LlaStatus per
 // row, widened to double). Throws plx::Error if unsupported or no device, and (unless
 // opt.throw_on_singular is false) plx::NumericalError if any row's direct solve was singular
 // (lla_throw_if_singular). Not-converged / non-finite CG rows are reported in status, not thrown
-// (SPEC §7.5, like the reference).
-CandidateResult lla_forward(const Problem& p, const Inputs& in, const LlaRunOptions& opt);
-CandidateResult lla_forward(const Problem& p, const Inputs& in);
+// (docs/math.md §7.5, like the reference).
+CandidateResult lla_forward(const Problem& p, const Inputs& in, const LlaRunOptions& opt = {});
 
 // Throws plx::NumericalError naming the first row (b, h, i) of a [B, Hq, Lq] status tensor (the
 // saved "status" of lla_forward) that is kLlaSingular, and how many are; returns otherwise.

@@ -1,15 +1,20 @@
-// kernels/parallax_backward.cu — backward of Parallax and softmax (SPEC §5.1, §5.2) on tensor cores.
+// kernels/parallax_backward.cu — backward of Parallax and softmax (docs/math.md §5.1, §5.2) on tensor cores.
 //
 // Charter: deterministic FlashAttention-2-style backward from the forward's saved tensors, bf16 or
 // fp16 operands, fp32 accumulation (mma.sync m16n8k16), no atomics, three launches:
 //   1. preprocess: per row lse2 = log2 of the normaliser (+inf for empty rows), t = <dO, out>,
-//      b = <dO, vbar> (fp32, one warp per row) into the workspace;
+//      b = <dO, vbar> (fp32, one warp per row) into the workspace, and per (b, kv head) the key
+//      reference kref (the mean of the first allowed keys);
 //   2. key-tile pass: one block per (64 keys, kv head, batch) owns dk, dv of its keys and loops
 //      over every query head of the GQA group and every query tile that can see the keys,
 //      recomputing S^T = K Q^T, Z^T = K R^T, A^T = V dO^T; dv += SW dO, dk += GL Q + GU R;
 //   3. query-tile pass: one block per (64 queries, query head, batch) recomputes S, Z, A over
-//      its key range and accumulates dq = GL K, dr = GU K.
-// With p = exp2(tau log2e q.k - lse2), a = dO.v, z = r.k (SPEC §5.2):
+//      its key range and forms dq = GL (K - kref), dr = GU (K - kref): the products accumulate
+//      GL K, GU K and the epilogue subtracts the rounded weights' row sums times kref. Keys with a
+//      common offset (real models' keys share a large mean direction) then lose no accuracy: with
+//      t, b from the 16-bit out, vbar the weights of a row do not sum to exactly zero, and GL K
+//      would carry that sum times the offset (the probe bench/cuda/probe_key_offset measures it).
+// With p = exp2(tau log2e q.k - lse2), a = dO.v, z = r.k (docs/math.md §5.2):
 //   gl = tau p (a - t + (zbar - z)(a - b)),  gu = -p (a - b),  sw = p (1 + zbar - z)
 // (softmax: gl = tau p (a - t), sw = p, no gu). gl, gu, sw are rounded to the input type before
 // their matrix products (as FlashAttention rounds P and dS). Masks: causal end-aligned, window,
@@ -19,6 +24,7 @@
 #include <cmath>
 
 #include "kernels/backward_launch.hpp"
+#include "kernels/capabilities.hpp"
 #include "kernels/backward_step.cuh"
 #include "kernels/device_common.cuh"
 
@@ -67,6 +73,21 @@ template <class T, bool PLX> __global__ void __launch_bounds__(128) bwd_preproce
     p.workspace[nrows + row] = t;
     p.workspace[2 * nrows + row] = PLX ? bb : 0.f;
   }
+}
+
+// 1b. Key reference per (b, kv head): the mean of the batch's first kBwdKeyRefRows allowed keys
+// (fp32, ascending key order) into the workspace after the row arrays; one thread per feature.
+template <class T> __global__ void __launch_bounds__(128) bwd_key_ref_kernel(const BwdParams p) {
+  const int hk = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
+  if (d >= p.D) return;
+  const MaskB mk = mask_of(p, b);
+  const int lo = max(mk.start, 0), hi = min(mk.used, p.Lkv);
+  const int n = max(0, min(hi - lo, kBwdKeyRefRows));
+  const T* kc = static_cast<const T*>(p.k) + b * p.k_batch_stride + (long long)hk * p.k_head_stride + d;
+  float s = 0.f;
+  for (int j = 0; j < n; ++j) s += Pack<T>::to_float(kc[(long long)(lo + j) * p.k_row_stride]);
+  const long long nrows = (long long)p.B * p.Hq * p.Lq;
+  p.workspace[3 * nrows + ((long long)b * p.Hkv + hk) * p.D + d] = n > 0 ? s / float(n) : 0.f;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,6 +335,7 @@ __global__ void __launch_bounds__(128) bwd_dqdr_kernel(const BwdParams p) {
   const float qscale = p.scale * kLog2e;
 
   float dq[NO][4], dr[PLX ? NO : 1][4];
+  float gsum[2] = {0.f, 0.f}, usum[2] = {0.f, 0.f};  // row sums of the rounded GL, GU (store_dqdr_rows)
 #pragma unroll
   for (int n = 0; n < NO; ++n)
 #pragma unroll
@@ -380,11 +402,13 @@ __global__ void __launch_bounds__(128) bwd_dqdr_kernel(const BwdParams p) {
       ag[1] = Pack<T>::from_float2(s[2 * kk][2], s[2 * kk][3]);
       ag[2] = Pack<T>::from_float2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
       ag[3] = Pack<T>::from_float2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      add_packed_row_sums<T>(ag, gsum);
       if (PLX) {
         au[0] = Pack<T>::from_float2(z[2 * kk][0], z[2 * kk][1]);
         au[1] = Pack<T>::from_float2(z[2 * kk][2], z[2 * kk][3]);
         au[2] = Pack<T>::from_float2(z[2 * kk + 1][0], z[2 * kk + 1][1]);
         au[3] = Pack<T>::from_float2(z[2 * kk + 1][2], z[2 * kk + 1][3]);
+        add_packed_row_sums<T>(au, usum);
       }
 #pragma unroll
       for (int np = 0; np < D / 16; ++np) {
@@ -402,7 +426,7 @@ __global__ void __launch_bounds__(128) bwd_dqdr_kernel(const BwdParams p) {
   }
   cp_async_wait<0>();
 
-  store_dqdr_rows<T, NO, PLX>(p, b, hq, m0 + r0, lane, dq, dr);
+  store_dqdr_rows<T, NO, PLX>(p, b, hq, hk, m0 + r0, lane, dq, dr, gsum, usum);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,9 +437,13 @@ template <class T, int D, bool PLX> cudaError_t backward_dispatch(const BwdParam
     bwd_preprocess_kernel<T, PLX><<<unsigned((nrows + 3) / 4), 128, 0, st>>>(p);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
+    bwd_key_ref_kernel<T><<<dim3(p.Hkv, p.B), D, 0, st>>>(p);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
   }
-  const bool v2 = p.version == 2 || (p.version == 0 && D == 128);
-  if (v2 && (which == 0 || which == 2)) {
+  const BackwardKernel k = p.kernel != BackwardKernel::Auto ? p.kernel : backward_kernel_auto(D);
+  const bool wg = k == BackwardKernel::Wgmma;
+  if (wg && (which == 0 || which == 2)) {
     e = cudaError_t(launch_backward_wgmma_pass(p, st, 2));
     if (e != cudaSuccess || which == 2) return e;
   } else if (which == 0 || which == 2) {
@@ -427,7 +455,7 @@ template <class T, int D, bool PLX> cudaError_t backward_dispatch(const BwdParam
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
-  if (v2 && (which == 0 || which == 3)) return cudaError_t(launch_backward_wgmma_pass(p, st, 3));
+  if (wg && (which == 0 || which == 3)) return cudaError_t(launch_backward_wgmma_pass(p, st, 3));
   if (which == 0 || which == 3) {
     using C = QCfg<D, PLX>;
     auto kern = bwd_dqdr_kernel<T, D, PLX>;

@@ -1,6 +1,6 @@
-// kernels/parallax_backward_wgmma.cu — backward v2: the two tile passes on Hopper wgmma (D = 128).
+// kernels/parallax_backward_wgmma.cu — the wgmma backward: the two tile passes on Hopper wgmma (D = 128).
 //
-// Charter: the same deterministic algorithm as v1 (parallax_backward.cu: the row preprocessing
+// Charter: the same deterministic algorithm as the mma_sync passes (parallax_backward.cu: the row preprocessing
 // stays there; no atomics; the weights of kernels/backward_step.cuh, rounded to the input type
 // before their products), with every product on warpgroup MMA (sm_90a). One warpgroup (128
 // threads) per block, two blocks per SM; operand tiles in 128-byte-swizzled shared memory
@@ -16,7 +16,7 @@
 //     dQ += GL K, dR += GU K.
 // Registers bound the tile widths: the two 64 x 128 fp32 accumulators take 128 of 255 (a
 // 64-query step of the Parallax key pass spills; 32 does not). Shared memory allows two blocks per SM.
-// Not here: D = 64 (v1 serves it), software pipelining across tiles, TMA.
+// Not here: D = 64 (the mma_sync passes serve it), software pipelining across tiles, TMA.
 #include <cuda_runtime.h>
 
 #include "kernels/backward_launch.hpp"
@@ -228,6 +228,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
   query_rows<PLX>(p, mk, b, hq, m0 + r0, nrows, qrow);
   const float qscale = p.scale * kLog2e;
   float dq[NO][4], dr[PLX ? NO : 1][4];
+  float gsum[2] = {0.f, 0.f}, usum[2] = {0.f, 0.f};  // row sums of the rounded GL, GU (store_dqdr_rows)
 #pragma unroll
   for (int n = 0; n < NO; ++n)
 #pragma unroll
@@ -261,6 +262,11 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
     std::uint32_t ag[BN / 16][4], au[PLX ? BN / 16 : 1][4];
     pack_tile<T, BN>(s, ag);
     if constexpr (PLX) pack_tile<T, BN>(z, au);
+#pragma unroll
+    for (int kt = 0; kt < BN / 16; ++kt) {
+      add_packed_row_sums<T>(ag[kt], gsum);
+      if constexpr (PLX) add_packed_row_sums<T>(au[kt], usum);
+    }
     fence_regs<NO * 4>(&dq[0][0]);
     if constexpr (PLX) fence_regs<NO * 4>(&dr[0][0]);
     wgmma_fence();
@@ -274,7 +280,7 @@ __global__ void __launch_bounds__(128, 2) bwd_dqdr_wgmma_kernel(const BwdParams 
   }
   cp_async_wait<0>();
 
-  store_dqdr_rows<T, NO, PLX>(p, b, hq, m0 + r0, lane, dq, dr);
+  store_dqdr_rows<T, NO, PLX>(p, b, hq, hk, m0 + r0, lane, dq, dr, gsum, usum);
 #endif
 }
 

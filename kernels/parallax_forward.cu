@@ -5,7 +5,7 @@
 // (cp.async); S = Q K^T and Z = R K^T by mma.sync m16n8k16 (bf16 or fp16 operands, fp32
 // accumulators, sharing the K fragments), online softmax in base 2, O1 += P1 V and
 // O2 += P2 V by mma with P1 = exp2(s - m) and P2 = P1 (z - z0) rounded to the input type
-// (as FlashAttention rounds P). Stable formulation: the per-row shift of SPEC §7.1 with
+// (as FlashAttention rounds P). Stable formulation: the per-row shift of docs/math.md §7.1 with
 // z0 = the running p1-weighted mean of z, re-centred after every tile (d2 -= dz d1,
 // O2 -= dz O1), so out = (O1/d1)(1 + d2/d1) - O2/d1 does not cancel when |zbar| >> sigma_z
 // and P2 stays small when later tiles bring dominant keys with a different z (outlier tokens). Causal (end-aligned), windows, start/used per batch, GQA (head h
@@ -17,6 +17,7 @@
 
 #include "kernels/device_common.cuh"
 #include "kernels/forward_step.cuh"
+#include "kernels/capabilities.hpp"
 #include "kernels/kernels_internal.hpp"
 
 namespace plx::cuda::detail {
@@ -171,15 +172,15 @@ template <class T> cudaError_t forward_by_dim(const AttnParams& p, cudaStream_t 
   return plx ? forward_dispatch<T, 128, true>(p, st) : forward_dispatch<T, 128, false>(p, st);
 }
 
-int launch_forward(const AttnParams& p, void* stream) {
-  const int version = p.forward_version != 0 ? p.forward_version : (p.D == 128 ? 3 : 1);
-  if (version == 2) return launch_forward_wgmma(p, stream);  // parallax_forward_wgmma.cu
-  if (version == 3) {  // parallax_forward_tma.cu
-    const int e = launch_forward_tma(p, stream, p.forward_flags);
+int launch_forward(const AttnParams& p, void* stream, bool tensor_maps) {
+  const ForwardKernel k = p.forward_kernel != ForwardKernel::Auto ? p.forward_kernel : forward_kernel_auto(p.D);
+  if (k == ForwardKernel::Wgmma) return launch_forward_wgmma(p, stream);  // parallax_forward_wgmma.cu
+  if (k == ForwardKernel::Tma) {  // parallax_forward_tma.cu
+    const int e = tensor_maps ? launch_forward_tma(p, stream) : kForwardNoTensorMaps;
     if (e != kForwardNoTensorMaps) return e;
-    // No tensor maps, nothing launched: the default takes v2 (the same products and online
-    // re-centring, with cp.async loads instead of TMA); an explicit request for v3 fails.
-    return p.forward_version == 0 ? launch_forward_wgmma(p, stream) : int(cudaErrorNotSupported);
+    // No tensor maps, nothing launched: Auto takes the wgmma kernel (the same products and online
+    // re-centring, with cp.async loads instead of TMA); an explicit request for Tma fails.
+    return p.forward_kernel == ForwardKernel::Auto ? launch_forward_wgmma(p, stream) : int(cudaErrorNotSupported);
   }
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   return int(p.dtype == ElemType::BF16 ? forward_by_dim<__nv_bfloat16>(p, st) : forward_by_dim<__half>(p, st));

@@ -1,7 +1,7 @@
-// kernels/parallax_forward_tma.cu — prefill forward v3: warp-specialized, TMA-fed Parallax and
-// softmax on Hopper wgmma (sm_90a), D = Dv = 128. The default for D = 128 (parallax_forward.cu).
+// kernels/parallax_forward_tma.cu — the tma prefill forward: warp-specialized, TMA-fed Parallax
+// and softmax on Hopper wgmma (sm_90a), D = Dv = 128. Auto's choice for D = 128 (kernels/capabilities.hpp).
 //
-// Charter: v2's algorithm (parallax_forward_wgmma.cu, kernels/forward_step.cuh: online max in
+// Charter: the wgmma kernel's algorithm (parallax_forward_wgmma.cu, kernels/forward_step.cuh: online max in
 // base 2, P1 = exp2(s - m), P2 = P1 (z - z0) with the shift z0 re-centred online, the same
 // saved tensors), reorganised the way FlashAttention-3 organises softmax. One block per SM of
 // one producer and NC = 2 (or 3) consumer warpgroups:
@@ -17,19 +17,20 @@
 //   yield O1 | O2. That halves the accumulator and operand registers (112 instead of 224 at
 //   64-key tiles), which is what lets two consumers run 128-key tiles at all, and one product
 //   chain per tile instead of two halves the wgmma issue and descriptor work.
-// - A consumer runs v2's software pipeline (S(t) and P V(t - 1) issued together; the weights
+// - A consumer runs the wgmma kernel's software pipeline (S(t) and P V(t - 1) issued together; the weights
 //   of tile t, including the whole re-centring of z0 and P2, are computed while P V(t - 1)
 //   runs; only the O update waits for it), releases a stage's K after S(t) and its V after
 //   P V(t), one mbarrier arrival per warp, and skips (waits for, releases) the tiles outside
 //   its queries' key range, so the stage phases stay in step.
-// Variants (AttnParams::forward_flags, kernels_internal.hpp): ping-pong of the consumers'
-// product issue (named barriers, round robin), a heads-fastest grid (every head's longest
-// query tile first), three consumers on 64-key tiles, three stages. Measured choices and
-// numbers: docs/gpu-results.md ("Sixth session").
+// The library instantiates one configuration: three consumers on 64-key tiles, three stages, the
+// heads-fastest grid (every head's longest query tile first) and, for Parallax, d2 from the
+// reduced sums (kernels_internal.hpp's flag bits; forward_tma_default_flags). It was the fastest in
+// interleaved same-run timings against the other variants (two consumers on 128-key tiles,
+// ping-pong product issue, a look-ahead pipeline), which were then deleted; their code and
+// measurements are in the git history of this file and docs/gpu-results.md.
 #include <cuda.h>
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/device_common.cuh"
@@ -76,7 +77,7 @@ __device__ __forceinline__ void warp_copy_tile(unsigned dst, const void* src, lo
 // weights packed as the P V operand are P1 (rows 16 w + j) stacked on P2 (rows + 8), so one
 // m64n128 product yields O1 (e = 0, 1) and O2 (e = 2, 3) of the thread's query. One product
 // chain per tile instead of two, 112 accumulator and operand registers instead of 224.
-// The arithmetic is v2's (forward_step.cuh) for one row per thread.
+// The arithmetic is the wgmma kernel's (forward_step.cuh) for one row per thread.
 struct StackRow {
   float m = -INFINITY, d1 = 0.f, d2 = 0.f, z0 = 0.f;
 };
@@ -120,7 +121,7 @@ __device__ __forceinline__ StackFactors stacked_p1(float (&w)[NTS][4], StackRow&
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
   const float m_new = fmaxf(st.m, mx * qscale);
-  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (SPEC §1.4)
+  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // safe pivot (docs/math.md §1.4)
   const float alpha = exp2_ftz(st.m - m_use);
   st.m = m_new;
   float ls[4] = {0.f, 0.f, 0.f, 0.f};
@@ -340,7 +341,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   named_sync(1 + c, 128);
 
   const float qscale = p.scale * kLog2e;
-  // Parallax: one query per thread (stacked layout); softmax: rows r0 and r0 + 8 (v2 layout).
+  // Parallax: one query per thread (stacked layout); softmax: rows r0 and r0 + 8 (the wgmma kernel's layout).
   const int qrow = PLX ? m0c + 8 * warp + (lane >> 2) : m0c + 16 * warp + (lane >> 2);
   int rlo[2], rhi[2];
   thread_row_ranges(p, b, qrow, rlo, rhi);
@@ -512,9 +513,7 @@ cudaError_t encode_map_bhl128(CUtensorMap* map, const void* base, bool bf16, lon
     }
     return reinterpret_cast<Encode>(f);
   }();
-  // Test hook: PLX_CUDA_NO_TENSOR_MAPS=1 behaves like a driver without cuTensorMapEncodeTiled.
-  const char* no_maps = std::getenv("PLX_CUDA_NO_TENSOR_MAPS");
-  if (!encode || (no_maps && no_maps[0] == '1')) return cudaErrorNotSupported;
+  if (!encode) return cudaErrorNotSupported;
   // A dimension of extent 1 is never stepped over; give it a stride TMA accepts (a multiple of
   // 16 bytes, non-zero) when the caller's is 0.
   const long long rsb = row_stride * 2;
@@ -550,36 +549,16 @@ int forward_tma_dispatch(const AttnParams& p, int flags, cudaStream_t st) {
 
 template <class T> struct Tag { using type = T; };
 
-// Measured on the H200 (docs/gpu-results.md, sixth session; causal, B = 2, H = 8, D = 128, bf16):
-// three consumers on 64-key tiles with the heads-fastest grid and, for Parallax, d2 from the
-// reduced sums (flags 38). In an interleaved A/B at L = 8192 (three rounds, 22:48 UTC) it
-// measured 1.001 / 0.982 / 1.011 ms against 1.012 / 1.030 / 1.093 for the plain two-consumer
-// variant (flags 0) and 1.035 / 1.042 / 1.067 without the d2 change (flags 6). At L = 2048,
-// flags 6 was the fastest Parallax variant (0.084 ms against 0.113 for flags 0). Softmax:
-// 0.44-0.47 ms at L = 8192 with flags 6 / 38 (the same kernel for softmax), against 0.50-0.55
-// for flags 0.
+// The shipped variant set (see the charter): heads-fastest grid, three consumers, d2 from the sums.
 int forward_tma_default_flags(const AttnParams&) { return kFwdTmaHeadsFastest | kFwdTmaThreeConsumers | kFwdTmaD2BySums; }
 
-int launch_forward_tma(const AttnParams& p, void* stream, int flags) {
-  if (flags < 0) flags = forward_tma_default_flags(p);
+int launch_forward_tma(const AttnParams& p, void* stream) {
+  const int flags = forward_tma_default_flags(p);
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   const bool plx = p.mech == Mechanism::Parallax;
-  const int kind = (flags & kFwdTmaThreeConsumers) ? 2 : (flags & kFwdTmaThreeStages) ? 1 : 0;
-  auto go = [&](auto tag) -> int {
-    using T = typename decltype(tag)::type;
-    if (flags & kFwdTmaLookAhead) {  // two consumers, 64-key tiles; flag 8 picks three stages
-      if (plx) return int(kind == 1 ? forward_tma_dispatch<T, true, 2, 3, true>(p, flags, st) : forward_tma_dispatch<T, true, 2, 2, true>(p, flags, st));
-      return int(kind == 1 ? forward_tma_dispatch<T, false, 2, 3, true>(p, flags, st) : forward_tma_dispatch<T, false, 2, 2, true>(p, flags, st));
-    }
-    if (plx) return int(kind == 2 ? forward_tma_dispatch<T, true, 3, 3>(p, flags, st)
-                        : kind == 1 ? forward_tma_dispatch<T, true, 2, 3>(p, flags, st)
-                                    : forward_tma_dispatch<T, true, 2, 2>(p, flags, st));
-    return int(kind == 2 ? forward_tma_dispatch<T, false, 3, 3>(p, flags, st)
-               : kind == 1 ? forward_tma_dispatch<T, false, 2, 3>(p, flags, st)
-                           : forward_tma_dispatch<T, false, 2, 2>(p, flags, st));
-  };
-  if (p.dtype == ElemType::BF16) return go(Tag<__nv_bfloat16>{});
-  return go(Tag<__half>{});
+  if (p.dtype == ElemType::BF16)
+    return plx ? forward_tma_dispatch<__nv_bfloat16, true, 3, 3>(p, flags, st) : forward_tma_dispatch<__nv_bfloat16, false, 3, 3>(p, flags, st);
+  return plx ? forward_tma_dispatch<__half, true, 3, 3>(p, flags, st) : forward_tma_dispatch<__half, false, 3, 3>(p, flags, st);
 }
 
 }  // namespace plx::cuda::detail

@@ -1,6 +1,6 @@
-// kernels/parallax_forward_wgmma.cu — prefill forward v2: Parallax and softmax on Hopper wgmma.
+// kernels/parallax_forward_wgmma.cu — the wgmma prefill forward: Parallax and softmax on Hopper wgmma.
 //
-// Charter: the v1 algorithm (parallax_forward.cu: online max in base 2, P1 = exp2(s - m) and
+// Charter: the mma_sync kernel's algorithm (parallax_forward.cu: online max in base 2, P1 = exp2(s - m) and
 // P2 = P1 (z - z0) rounded to the input type, the shift z0 re-centred online, the same saved
 // tensors; the per-tile step and the epilogue are the shared kernels/forward_step.cuh) with the
 // products on warpgroup MMA (sm_90a), D = Dv = 128 only. One warpgroup (128 threads) per
@@ -13,7 +13,7 @@
 // Measured on the H200 and rejected (docs/gpu-results.md): two warpgroups sharing K/V tiles in
 // one block (slower: 1.45 vs 1.25 ms at L = 8192), no pipelining (1.38 ms), forcing the
 // exponentials between the two waits (no gain: the co-resident block already overlaps them).
-// Not here: TMA, producer warps, D = 64 (v1 serves it).
+// Not here: TMA, producer warps, D = 64 (the mma_sync kernel serves it).
 #include <cuda_runtime.h>
 
 #include <type_traits>

@@ -58,6 +58,17 @@ class ParamCheck {
     }
   }
 
+  // The strides of q, r (Parallax only), k, v and out that AttnParams and BwdParams share: rows
+  // on 16-byte boundaries (multiples of 8 elements), non-negative, the feature axis contiguous.
+  template <class P> void attention_strides(const P& p, bool plx) const {
+    const char* tail = "; the feature axis must be contiguous";
+    strides("q strides", p.q_batch_stride, p.q_row_stride, p.q_head_stride, tail);
+    if (plx) strides("r strides", p.r_batch_stride, p.r_row_stride, p.r_head_stride, tail);
+    strides("k strides", p.k_batch_stride, p.k_row_stride, p.k_head_stride, tail);
+    strides("v strides", p.v_batch_stride, p.v_row_stride, p.v_head_stride, tail);
+    strides("out strides", p.o_batch_stride, p.o_row_stride, p.o_head_stride, tail);
+  }
+
   // gridDim.y and .z are at most 65535.
   void grid_dim(long long n, const char* field, const char* what = "") const {
     need(n <= 65535, field, "grid too large: " + std::string(field) + "=" + str(n) + " > 65535" + what);

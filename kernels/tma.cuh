@@ -1,12 +1,12 @@
 // kernels/tma.cuh — Hopper tensor-memory-accelerator loads, shared-memory mbarriers, named
-// barriers and register reallocation, for the warp-specialized prefill forward (v3).
+// barriers and register reallocation, for the warp-specialized prefill forward (parallax_forward_tma.cu).
 //
 // Charter: thin wrappers over the PTX of sm_90a (cp.async.bulk.tensor, mbarrier.*, bar.sync /
 // bar.arrive with a thread count, setmaxnreg) and the host-side encoding of a 4-D tiled tensor
 // map ([B][L][H][128] 16-bit elements, 64-column boxes, 128-byte swizzle: the tile layout of
 // kernels/wgmma.cuh). The driver's cuTensorMapEncodeTiled is fetched through the runtime's
 // entry-point query, so nothing links against libcuda; where the driver lacks it the default
-// forward falls back to v2 (kernels_internal.hpp, kForwardNoTensorMaps). Nothing here launches.
+// forward falls back to the wgmma kernel (kernels_internal.hpp, kForwardNoTensorMaps). Nothing here launches.
 #pragma once
 #include <cuda.h>  // CUtensorMap and its enums (types only)
 #include <cuda_runtime.h>

@@ -2,9 +2,9 @@
 //
 // Charter: attention_forward<T>(problem, inputs) computes softmax, Parallax (accumulator
 // and centred forms), LLA (query-centred §3.2 with direct / block / CG / Jacobi-CG solves,
-// and the covariance form §3.5) and the general member of SPEC §4.3, in scalar T, with
+// and the covariance form §3.5) and the general member of docs/math.md §4.3, in scalar T, with
 // compensated summation over keys. Optionally it returns the intermediates kernels save
-// and the per-row diagnostics of SPEC §7. Decode is simply Lq = 1.
+// and the per-row diagnostics of docs/math.md §7. Decode is simply Lq = 1.
 // Speed: dot products are Eigen products over a block of 32 queries; sums over keys are
 // Eigen products over tiles of 64 keys whose partial results are added with Neumaier
 // summation (error <= (64 + 2) u sum|terms|, independent of L). OpenMP over
@@ -33,7 +33,7 @@ namespace plx {
 
 struct ForwardOptions {
   bool saved = false;        // m, lse, omega(=d1), zbar(=d2/d1), Delta, d, probe, vbar
-  bool diagnostics = false;  // SPEC §7 per-row diagnostics (costs an eigen-solve per row for solvers)
+  bool diagnostics = false;  // docs/math.md §7 per-row diagnostics (costs an eigen-solve per row for solvers)
   int query_block = 32;      // rows per task
 };
 
@@ -43,12 +43,12 @@ template <class T> struct Forward {
   std::map<std::string, Tensor<double>> diag;    // per-row [B,Hq,Lq]
 };
 
-// Names of the per-row diagnostics (SPEC §7), all [B, Hq, Lq], in double:
+// Names of the per-row diagnostics (docs/math.md §7), all [B, Hq, Lq], in double:
 //   empty          1 if A_i is empty, else 0
 //   n_keys         |A_i|
 //   ess            omega^2 / sum w^2 (effective number of keys)
 //   zbar_over_sigma |zbar| / sigma_z of z = theta.k (0 when sigma_z = 0 or no probe)
-//   alpha          boundary amplification gamma - 1 (= alpha of SPEC §3.5 for solver probes)
+//   alpha          boundary amplification gamma - 1 (= alpha of docs/math.md §3.5 for solver probes)
 //   delta_over_omega  Delta / omega (Query anchor; 1 otherwise)
 //   eps_over_delta delta_eps / |Delta| (Query anchor; 0 otherwise)
 //   sum_S_minus_1  |sum_j S_j - 1|
@@ -266,13 +266,13 @@ void solver_probe(const Problem& p, Row<T>& row, const Mat<T>& K, const Vec<T>& 
   const auto& s = p.solver;
   Mat<T> A;
   Vec<T> y;
-  if (p.anchor == Anchor::Query) {  // SPEC §3.2: Sigma = sum w e e^T + lambda omega I, mu = sum w e
+  if (p.anchor == Anchor::Query) {  // docs/math.md §3.2: Sigma = sum w e e^T + lambda omega I, mu = sum w e
     Mat<T> E = K.middleRows(row.R.lo, n).rowwise() - q.transpose();
     Mat<T> WE = E.array().colwise() * row.w.array();
     A = comp_product<T>(WE.transpose(), E);
     y = comp_product<T>(row.w.transpose(), E).transpose();
     A.diagonal().array() += row.lambda * row.omega;
-  } else {  // SPEC §3.5: (C + lambda I) theta = kbar - q
+  } else {  // docs/math.md §3.5: (C + lambda I) theta = kbar - q
     key_moments(row, K);
     A = row.C;
     A.diagonal().array() += row.lambda;
@@ -356,7 +356,7 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
     zbar[ii] = comp_dot<T>(row.p, zr);
     Vec<T> c = row.p.array() * (zr.array() - zbar[ii]);
     sumc[ii] = comp_sum<T>(c);
-    // mu . theta = sum_j w_j (z_j - theta.q): the query-anchored normaliser (SPEC §3.2, §4.3)
+    // mu . theta = sum_j w_j (z_j - theta.q): the query-anchored normaliser (docs/math.md §3.2, §4.3)
     const T thq = row.theta.dot(Q.row(i0 + ii).transpose());
     Vec<T> ne = zr.array() - thq;  // theta . e_j
     const T mu_theta = comp_dot<T>(row.w, ne);
@@ -379,7 +379,7 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
       W1.row(ii).segment(row.c0, n) = row.w.transpose();
       W2.row(ii).segment(row.c0, n) = (row.w.array() * zr.array()).matrix().transpose();
       Srow = row.p.array() * (T(1) + zbar[ii] - zr.array());
-    } else {  // SPEC §3.2: S_j = w_j (1 - theta.e_j) / d
+    } else {  // docs/math.md §3.2: S_j = w_j (1 - theta.e_j) / d
       W1.row(ii).segment(row.c0, n) = row.p.transpose();
       Srow = row.w.array() * (T(1) - ne.array()) / dd[ii];
       W2.row(ii).segment(row.c0, n) = Srow.transpose();

@@ -1,6 +1,6 @@
 // reference/backward.hpp — the reference backward: dL/d(q, k, v, r, lambda) for L = sum(dO * out).
 //
-// Charter: analytic gradients of attention_forward<T> for every member (SPEC §5), in scalar T:
+// Charter: analytic gradients of attention_forward<T> for every member (docs/math.md §5), in scalar T:
 // softmax (§5.1), Parallax both forms (§5.2), query-anchored members through the solve by implicit
 // differentiation (§5.3: FlashLLA LLA full / block / CG, ridge_grad Exact | Detached; the learned
 // query-anchored ablation; softmax with a query anchor), and the stable covariance-form LLA (§5.3 last
@@ -55,7 +55,7 @@ inline void check_dO(const Problem& p, const Inputs& in) {
 
 inline void refuse_decode(const Problem& p, const char* who) {
   if (p.decode)
-    throw Error(std::string(who) + ": decode is forward only (SPEC §6.1); a decode step has no backward. "
+    throw Error(std::string(who) + ": decode is forward only (docs/math.md §6.1); a decode step has no backward. "
                                    "Set problem.decode = false to differentiate a one-query prefill row.");
 }
 
@@ -65,7 +65,7 @@ template <class T> struct KVPart {
   Mat<T> dK, dV;
 };
 
-// Block-diagonal helpers (block size bs; bs = D is the full solve), SPEC §5.3 last lines.
+// Block-diagonal helpers (block size bs; bs = D is the full solve), docs/math.md §5.3 last lines.
 // bilinear_j = sum_t (a_t . E_jt)(c_t . E_jt);   bracket_j = [(c_t . E_jt) a_t + (a_t . E_jt) c_t]_t.
 template <class T> Vec<T> block_bilinear(const Mat<T>& E, const Vec<T>& a, const Vec<T>& c, int bs) {
   Vec<T> s = Vec<T>::Zero(E.rows());
@@ -85,7 +85,7 @@ template <class T> Mat<T> block_bracket(const Mat<T>& E, const Vec<T>& a, const 
 }
 
 // The SPD system of a solver probe, built exactly as detail::solver_probe builds it, so the probe
-// equals the forward's bit for bit. Query: Sigma, mu (SPEC §3.2). KeyMean: C + lambda I, kbar - q (§3.5).
+// equals the forward's bit for bit. Query: Sigma, mu (docs/math.md §3.2). KeyMean: C + lambda I, kbar - q (§3.5).
 template <class T> void ridge_system(const Problem& p, Row<T>& row, const Mat<T>& K, const Vec<T>& q, Mat<T>& A, Vec<T>& y) {
   const int n = row.R.size();
   if (p.anchor == Anchor::Query) {
@@ -102,7 +102,7 @@ template <class T> void ridge_system(const Problem& p, Row<T>& row, const Mat<T>
   }
 }
 
-// Solve with the problem's method (Direct: block Cholesky; CG / Jacobi-CG: SPEC §3.7 with the
+// Solve with the problem's method (Direct: block Cholesky; CG / Jacobi-CG: docs/math.md §3.7 with the
 // forward's knobs). Used for the probe and for the backward's second solve.
 template <class T> Vec<T> ridge_solve(const Problem& p, const Mat<T>& A, const Vec<T>& y, const std::string& where) {
   const auto& s = p.solver;
@@ -127,7 +127,7 @@ void backward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, c
   part.L0 = L0 < L1 ? L0 : 0;
   part.dK = Mat<T>::Zero(nU, D);
   part.dV = Mat<T>::Zero(nU, Dv);
-  if (nU == 0) return;  // every row empty: exact zeros (SPEC §1.4)
+  if (nU == 0) return;  // every row empty: exact zeros (docs/math.md §1.4)
   auto KU = hd.K.middleRows(L0, nU);
   auto VU = hd.V.middleRows(L0, nU);
   auto Qb = Q.middleRows(i0, nb);
@@ -154,7 +154,7 @@ void backward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, c
   }
 
   if (p.anchor == Anchor::KeyMean) {
-    // ---- SPEC §5.2 (Parallax; softmax is theta = 0), vectorised over the block ----
+    // ---- docs/math.md §5.2 (Parallax; softmax is theta = 0), vectorised over the block ----
     Mat<T> Z = p.probe != Probe::None ? Mat<T>(Theta * KU.transpose()) : Mat<T>::Zero(nb, nU);
     Mat<T> GL = Mat<T>::Zero(nb, nU), GU = Mat<T>::Zero(nb, nU), SW = Mat<T>::Zero(nb, nU);
     Mat<T> dQx = Mat<T>::Zero(nb, D);  // -u' of the covariance-form solve (lla_cov)
@@ -201,7 +201,7 @@ void backward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, c
     return;
   }
 
-  // ---- Query anchor (SPEC §5.3; learned probe and theta = 0 are the same lines without the solve) ----
+  // ---- Query anchor (docs/math.md §5.3; learned probe and theta = 0 are the same lines without the solve) ----
   for (int ii = 0; ii < nb; ++ii) {
     Row<T>& row = rows[ii];
     if (row.R.empty()) continue;
@@ -243,7 +243,7 @@ void backward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, c
     } else if (solver) {  // through rho = Sigma^-1 mu: u = Sigma^-1 dL/drho
       Vec<T> u = ridge_solve(p, A[ii], gth, row_name<T>(b, h, i));
       const T urho = u.dot(th);
-      const T eps_r = exact_ridge ? T(-row.lambda * urho) : T(0);  // ridge-omega coupling (SPEC §5.3, §9.1)
+      const T eps_r = exact_ridge ? T(-row.lambda * urho) : T(0);  // ridge-omega coupling (docs/math.md §5.3, §9.1)
       Gr.dlambda(b, h, i) = -row.omega * urho;
       dLdw.array() += (E * u).array() - block_bilinear<T>(E, u, th, bs).array() + eps_r;
       dLdE += row.w * u.transpose() - Mat<T>(block_bracket<T>(E, u, th, bs).array().colwise() * row.w.array());
@@ -328,7 +328,7 @@ template <class T> Gradients<T> attention_backward(const Problem& p, const Input
 }
 
 namespace detail {
-// Kernel-style backward of SPEC §5.2 from saved tensors (softmax: z = 0, vbar = out).
+// Kernel-style backward of docs/math.md §5.2 from saved tensors (softmax: z = 0, vbar = out).
 // p_ij = exp(s_ij - m_i) / d1_i; t = <dO, out>; b = <dO, vbar>; gl, gu as §5.2 with zbar from the save.
 template <class T>
 SavedBackward<T> backward_from_saved(const Problem& p, const Inputs& in, const Tensor<T>& out, const Tensor<T>* vbar,
@@ -402,7 +402,7 @@ SavedBackward<T> backward_from_saved(const Problem& p, const Inputs& in, const T
 }
 }  // namespace detail
 
-// Parallax backward the way the kernels do it (SPEC §5.2): from the saved out, vbar (= O1/d1),
+// Parallax backward the way the kernels do it (docs/math.md §5.2): from the saved out, vbar (= O1/d1),
 // d1 (= omega), zbar (= d2/d1) and m (natural-log units). Requires the Parallax member.
 template <class T>
 SavedBackward<T> parallax_backward_from_saved(const Problem& p, const Inputs& in, const Tensor<T>& out, const Tensor<T>& vbar,
@@ -416,7 +416,7 @@ SavedBackward<T> parallax_backward_from_saved(const Problem& p, const Inputs& in
   return detail::backward_from_saved<T>(p, in, out, &vbar, d1, &zbar, m, false);
 }
 
-// Softmax backward from saved out and lse (SPEC §5.1): p = exp(s - lse), ds = p (g.v - t).
+// Softmax backward from saved out and lse (docs/math.md §5.1): p = exp(s - lse), ds = p (g.v - t).
 template <class T>
 SavedBackward<T> softmax_backward_from_saved(const Problem& p, const Inputs& in, const Tensor<T>& out, const Tensor<T>& lse) {
   detail::refuse_decode(p, "softmax_backward_from_saved");

@@ -4,7 +4,7 @@
 // the same problem gives bit-identical inputs on any platform and thread count.
 // Values are rounded to problem.dtype before anyone (reference or candidate) sees
 // them, and stored as doubles that are exactly representable in that dtype.
-// Generators implement the hazards of SPEC §7. Inputs never contain all zeros.
+// Generators implement the hazards of docs/math.md §7. Inputs never contain all zeros.
 #pragma once
 #include <cmath>
 #include <vector>
@@ -122,14 +122,14 @@ inline Inputs make_inputs(const Problem& p) {
       break;
     }
     case InputGen::ZCancel: {
-      // The cancellation hazard of SPEC §7.1: every key gets the offset c u (c = param) and
+      // The cancellation hazard of docs/math.md §7.1: every key gets the offset c u (c = param) and
       // every r the component 2 r_scale sqrt(D) u, so z_j = r.k_j = r.k0_j + c r.u has mean
       // ~ 2 c r_scale sqrt(D) over the keys but spread only |r| ~ r_scale sqrt(5 D): z - zbar
       // loses log10(0.9 c) digits (1.8 at c = 64) unless a kernel shifts z first (r.u < 0
       // would need n.u < -2 sqrt(D) for the row's normal draw n: 5.3 sigma at D = 7). The
       // offset adds the same c q.u to every logit of a row, so the softmax weights are those
       // of the unshifted keys (a row constant), and LLA's centred statistics see keys with a
-      // large common mean (raw second moments would cancel too, SPEC §7.4).
+      // large common mean (raw second moments would cancel too, docs/math.md §7.4).
       auto u = detail::unit_vector(p.D, p.seed, 3);
       const double s = 2.0 * p.r_scale * std::sqrt(double(D));
       for (std::size_t o = 0; o < in.r.size(); o += D)

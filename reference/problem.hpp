@@ -1,7 +1,7 @@
 // reference/problem.hpp — the Problem: one attention case, shared by every layer.
 //
 // Charter: shapes, mask, GQA map, the member of the attention family and its knobs,
-// input dtype, generator and seed (SPEC §1, §4.3). `validate()` rejects an invalid
+// input dtype, generator and seed (docs/math.md §1, §4.3). `validate()` rejects an invalid
 // problem with a message naming the field. `row_range()` is the single definition
 // of the allowed key set A_i used by the reference, the fast path and the kernels.
 // Layouts: q, r [B, Lq, Hq, D]; k [B, Lkv, Hkv, D]; v [B, Lkv, Hkv, Dv];
@@ -17,15 +17,15 @@
 
 namespace plx {
 
-// --- The family (SPEC §4.3) -------------------------------------------------
+// --- The family (docs/math.md §4.3) -------------------------------------------------
 enum class Probe { None, Learned, Solver };          // theta = 0 | r | ridge solve
 enum class Anchor { KeyMean, Query };                 // c = kbar (gamma = 1) | c = q
 enum class Formulation { Accumulator, Centred };      // Algorithm-1 sums | covariance form
-enum class SolverMethod { Direct, CG, JacobiCG };     // SPEC §3.7
-enum class RidgeGrad { Exact, Detached };             // SPEC §5.3 / §9.1 (backward only)
+enum class SolverMethod { Direct, CG, JacobiCG };     // docs/math.md §3.7
+enum class RidgeGrad { Exact, Detached };             // docs/math.md §5.3 / §9.1 (backward only)
 enum class Sgn0 { Plus, Zero };                       // sgn(0) in delta_eps * sgn(Delta)
 
-// Input generators (SPEC §7 hazards). `gen_param` is the knob of each; see inputs.hpp.
+// Input generators (docs/math.md §7 hazards). `gen_param` is the knob of each; see inputs.hpp.
 enum class InputGen {
   Normal,         // iid ~N(0,1) q, k, v, dO; r ~ 0.5 N(0,1)
   RmsNorm,        // q, k rows scaled to RMS 1 (|x| = sqrt(D))
@@ -39,11 +39,11 @@ enum class InputGen {
 };
 
 struct SolverKnobs {
-  double lambda = 0.1;          // ridge (>= 0), in normalised-weight units (SPEC §3.1)
+  double lambda = 0.1;          // ridge (>= 0), in normalised-weight units (docs/math.md §3.1)
   bool lambda_per_row = false;  // if set, lambda_i = lambda * 4^(2u-1), u uniform, rounded to fp32
   int block = 0;                // block-diagonal solve block size b; 0 means b = D (full)
   SolverMethod method = SolverMethod::Direct;
-  double cg_atol = 1e-12, cg_rtol = 1e-12;  // squared-norm test (SPEC §3.7)
+  double cg_atol = 1e-12, cg_rtol = 1e-12;  // squared-norm test (docs/math.md §3.7)
   int cg_max_iters = 32;                    // exactly this many iterations are run
   RidgeGrad ridge_grad = RidgeGrad::Exact;
 };
@@ -55,16 +55,16 @@ struct AnchorKnobs {
 
 struct Problem {
   std::string name = "case";
-  // Shapes (SPEC §1.1)
+  // Shapes (docs/math.md §1.1)
   int B = 1, Hq = 1, Hkv = 1, Lq = 1, Lkv = 1, D = 1, Dv = 1;
   double qk_scale = 0;  // tau; 0 means the default 1/sqrt(D)
-  bool decode = false;  // a forward-only decode step (SPEC §6.1): requires Lq = 1; backward refuses it
-  // Mask (SPEC §1.2): causal aligned to the end of the (used) KV sequence.
+  bool decode = false;  // a forward-only decode step (docs/math.md §6.1): requires Lq = 1; backward refuses it
+  // Mask (docs/math.md §1.2): causal aligned to the end of the (used) KV sequence.
   bool causal = true;
   int window = -1;               // keep the W most recent keys incl. the diagonal; -1 = off
   std::vector<int> start;        // per batch first usable key (left padding); empty = all 0
   std::vector<int> used;         // per batch number of used keys (seqused_k); empty = all Lkv
-  // Member of the family and its knobs (SPEC §4.3)
+  // Member of the family and its knobs (docs/math.md §4.3)
   Probe probe = Probe::Learned;
   Anchor anchor = Anchor::KeyMean;
   Formulation form = Formulation::Centred;
@@ -103,7 +103,7 @@ inline std::string to_string(InputGen x) {
   return n[static_cast<int>(x)];
 }
 
-// Named members (SPEC §4.3 table). Sets probe/anchor/formulation only.
+// Named members (docs/math.md §4.3 table). Sets probe/anchor/formulation only.
 //   softmax | parallax (official accumulator form) | parallax_centred |
 //   lla (FlashLLA: solver, query anchor, accumulator) | lla_cov (stable covariance form) |
 //   learned_query (ablation: learned probe, query anchor)
@@ -163,12 +163,12 @@ inline void validate(const Problem& p) {
   need(std::isfinite(p.gen_param) && p.gen_param >= 0, "gen_param", "must be finite and >= 0");
 }
 
-// --- The allowed key set (SPEC §1.2) --------------------------------------------
+// --- The allowed key set (docs/math.md §1.2) --------------------------------------------
 // A_i = [lo, hi) for query row i of batch b. The mask is aligned to the end of the
-// *used* KV sequence: P_i = used_b - Lq + i. With used_b = Lkv this is SPEC §1.2's
-// P_i = Lkv - Lq + i; with used_b < Lkv it is SPEC §6.1's decode convention
-// P = used_b - 1 (the two sections disagree there; we follow §6.1 everywhere so
-// that decode is exactly the last row of prefill).
+// *used* KV sequence: P_i = used_b - Lq + i (docs/math.md §1.2). With used_b = Lkv
+// this is P_i = Lkv - Lq + i; for a decode step (Lq = 1) it is P = used_b - 1
+// (docs/math.md §6.1), so decode is exactly the last row of the corresponding
+// prefill for any used_b.
 struct RowRange {
   int lo = 0, hi = 0;
   bool empty() const { return hi <= lo; }

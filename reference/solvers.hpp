@@ -1,7 +1,7 @@
 // reference/solvers.hpp — the per-row ridge systems of LLA and how they are solved.
 //
 // Charter: Cholesky (full or block-diagonal) and the fixed-count CG / Jacobi-CG of
-// SPEC §3.7, transcribed literally (the 1e-10 in the step denominator, the squared-norm
+// docs/math.md §3.7, transcribed literally (the 1e-10 in the step denominator, the squared-norm
 // stopping test against max(atol, nrm0) * rtol). Templated on the scalar; the system
 // is given as a dense SPD matrix (the reference can afford to form it; CG still only
 // uses matrix-vector products, so its iterates are those of the matrix-free kernel).
@@ -50,7 +50,7 @@ Vec<T> solve_cholesky(const Mat<T>& A, const Vec<T>& y, int block, const std::st
   return x;
 }
 
-// SPEC §3.7 conjugate gradients (plain or Jacobi-preconditioned), exactly as written.
+// docs/math.md §3.7 conjugate gradients (plain or Jacobi-preconditioned), exactly as written.
 template <class T>
 Vec<T> solve_cg(const Mat<T>& A, const Vec<T>& y, bool jacobi, double atol, double rtol, int max_iters,
                 SolveReport& rep) {

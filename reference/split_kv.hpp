@@ -1,6 +1,6 @@
 // reference/split_kv.hpp — split-KV (flash-decoding) chunk states and their exact combines.
 //
-// Charter: for ONE query row, the per-chunk states of SPEC §6.2 (raw accumulators
+// Charter: for ONE query row, the per-chunk states of docs/math.md §6.2 (raw accumulators
 // (m, d1, d2, O1, O2), Parallax/softmax) and §6.3 (centred statistics (lse, vbar, zbar, M)
 // with Chan's parallel-axis rule, and the streaming merge), plus LLA's two-pass decode of
 // §6.4 in the stable form (centred key moments merged with Chan's rule, then a Parallax
@@ -18,7 +18,7 @@ namespace plx {
 
 template <class T> T neg_inf() { return T(-std::numeric_limits<double>::infinity()); }
 
-// ---- SPEC §6.2: raw accumulators ------------------------------------------------
+// ---- docs/math.md §6.2: raw accumulators ------------------------------------------------
 template <class T> struct RawChunk {
   bool empty = true;
   T m = neg_inf<T>();  // natural-log units: m = max tau q.k
@@ -65,7 +65,7 @@ template <class T> Vec<T> combine_raw(const std::vector<RawChunk<T>>& cs, int Dv
   return (O1 / d1) * (T(1) + d2 / d1) - O2 / d1;
 }
 
-// ---- SPEC §6.3: centred statistics ------------------------------------------------
+// ---- docs/math.md §6.3: centred statistics ------------------------------------------------
 template <class T> struct CentredChunk {
   bool empty = true;
   T m = neg_inf<T>(), omega = T(0);  // pivot and sum of exp(s - m): lse = m + log(omega)
@@ -98,7 +98,7 @@ CentredChunk<T> centred_chunk(const Vec<T>& q, const Vec<T>& r, const Mat<T>& K,
   return c;
 }
 
-// Streaming merge of chunk t into the running state s (SPEC §6.3, Chan's rule).
+// Streaming merge of chunk t into the running state s (docs/math.md §6.3, Chan's rule).
 template <class T> void merge_centred(CentredChunk<T>& s, const CentredChunk<T>& t) {
   using std::exp;
   if (t.empty) return;
@@ -123,7 +123,7 @@ template <class T> Vec<T> combine_centred(const std::vector<CentredChunk<T>>& cs
   return s.empty ? Vec<T>(Vec<T>::Zero(Dv)) : Vec<T>(s.vbar - s.M);
 }
 
-// ---- SPEC §6.4: LLA decode in two passes, stable (covariance) form ------------------
+// ---- docs/math.md §6.4: LLA decode in two passes, stable (covariance) form ------------------
 template <class T> struct KeyMomentChunk {
   bool empty = true;
   T m = neg_inf<T>(), omega = T(0);

@@ -41,7 +41,7 @@ inline rc::Gen<int> gen_length() {
 }
 inline rc::Gen<int> gen_dim() { return rc::gen::element(1, 2, 3, 4, 5, 7, 8, 16); }
 
-// One of the SPEC §7 hazard generators (every InputGen except Normal), with its default knob
+// One of the docs/math.md §7 hazard generators (every InputGen except Normal), with its default knob
 // (reference/inputs.hpp default_gen_param): rms-normalised rows, cond(cov k) = 1e4, outlier
 // tokens x30, an attention sink, near-duplicate keys, logits x8, a large common offset of z,
 // and z - zbar cancelling (zbar / sigma_z ~ 57).

@@ -1,5 +1,6 @@
 // validation/check.cpp — candidate files, the same-precision baseline, and the check itself.
 #include "validation/check.hpp"
+#include "validation/certify_fixture.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -7,6 +8,7 @@
 
 #include "reference/all.hpp"
 #include "validation/conditioning.hpp"
+#include "validation/emulate.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/symmetry.hpp"
@@ -164,6 +166,9 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
                             const CheckOptions& opt) {
   CheckResult res;
   res.fixture = fixture_path, res.candidate = c_in.label, res.problem = fx.p;
+  res.purpose = fx.purpose, res.hint = fx.hint;
+  const std::string& baseline = opt.baseline;
+  res.baseline = baseline.empty() ? "default" : profile_by_name(baseline).name;
   const auto& abs_override = opt.abs_override;
   for (const auto& [name, t] : abs_override)
     if (!c_in.tensors.count(name))
@@ -211,7 +216,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     if (!baselines.count(ct.dtype)) {
       std::string note;
       bool fb = false;
-      baselines[ct.dtype] = same_precision_baseline(fx.p, fx.in, ct.dtype, want_grads, &note, &fb);
+      baselines[ct.dtype] = profile_baseline(fx.p, fx.in, ct.dtype, want_grads, baseline, &note, &fb);
       res.notes.push_back(note);
       fell_back[ct.dtype] = fb;
       if (!fb && K > 1) {  // the baseline's error over symmetric variants (symmetry.hpp)
@@ -229,7 +234,8 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
         for (int v = 1; v < K; ++v) {
           const FeaturePerm f = feature_permutation(fx.p, unsigned(v));
           bool fbv = false;
-          auto b = same_precision_baseline(fx.p, permute_inputs(fx.in, f), ct.dtype, want_grads, nullptr, &fbv);
+          std::string vnote;
+          auto b = profile_baseline(fx.p, permute_inputs(fx.in, f), ct.dtype, want_grads, baseline, &vnote, &fbv);
           if (fbv) continue;  // this ordering's fp32 solve failed: no sample
           upd(unpermute_outputs(std::move(b), f));
           ++used;
@@ -286,6 +292,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   if (fx.reference_error.contains("max_rel"))
     res.notes.push_back("truth: reference in " + fx.scalar + ", its own error " +
                         fx.reference_error.value("method", std::string("?")) + ": " + fx.reference_error["max_rel"].dump());
+  if (const std::string cs = certified_summary(fx); !cs.empty()) res.notes.push_back(cs);
   bool failed = res.reports.empty(), unjudged = false;
   for (const auto& r : res.reports) failed = failed || (r.judged && !r.passed), unjudged = unjudged || !r.judged;
   if (opt.require_all && !res.not_checked.empty()) failed = true;
@@ -297,10 +304,11 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
 json CheckResult::to_json() const {
   json t = json::array();
   for (const auto& r : reports) t.push_back(plx::to_json(r));
-  return {{"fixture", fixture},   {"candidate", candidate},        {"problem", problem_to_json(problem)},
-          {"passed", passed},     {"verdict", to_string(verdict)}, {"exit_code", exit_code(verdict)},
-          {"tensors", t},         {"not_checked", not_checked},    {"warnings", warnings},
-          {"notes", notes}};
+  return {{"fixture", fixture},       {"candidate", candidate},        {"problem", problem_to_json(problem)},
+          {"passed", passed},         {"verdict", to_string(verdict)}, {"exit_code", exit_code(verdict)},
+          {"tensors", t},             {"not_checked", not_checked},    {"warnings", warnings},
+          {"notes", notes},           {"baseline", baseline},          {"purpose", purpose},
+          {"hint", hint}};
 }
 
 std::string CheckResult::format() const {
@@ -310,12 +318,14 @@ std::string CheckResult::format() const {
     << " Hkv=" << p.Hkv << " Lq=" << p.Lq << " Lkv=" << p.Lkv << " D=" << p.D << " Dv=" << p.Dv
     << (p.causal ? " causal" : "") << (p.window >= 0 ? " window=" + std::to_string(p.window) : "")
     << (p.decode ? " decode" : "") << "]\n";
-  o << "   fixture " << fixture << "\n   candidate " << candidate << "\n";
+  o << "   fixture " << fixture << "\n   candidate " << candidate << "\n   baseline " << baseline << "\n";
   o << format_report(reports);
   for (const auto& n : not_checked)
     o << "   not checked: " << n << " (the fixture has truth for it; the candidate does not provide it)\n";
   for (const auto& w : warnings) o << "   warning: " << w << "\n";
   for (const auto& n : notes) o << "   note: " << n << "\n";
+  if (verdict == Verdict::Fail && !purpose.empty()) o << "   the case tests: " << purpose << "\n";
+  if (verdict == Verdict::Fail && !hint.empty()) o << "   hint: " << hint << "\n";
   o << "   result: "
     << (verdict == Verdict::Pass   ? "PASS"
         : verdict == Verdict::Fail ? "FAIL"

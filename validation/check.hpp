@@ -2,13 +2,13 @@
 //
 // Charter: reads a candidate HDF5 file (out, optionally dq, dk, dv, dr, dlambda as float64,
 // float32, or uint16 bf16/fp16 bit patterns with a 'format' attribute), builds plx's own
-// same-precision baseline (SPEC §7.6, below), and sends every tensor through the one
+// same-precision baseline (docs/math.md §7.6, below), and sends every tensor through the one
 // comparison path (compare_tensor) with the fixture's recommended tolerance (overridable).
 // Baseline emulated: the reference algorithm of the fixture's member and formulation run in
 // the candidate's accumulation precision (float for fp32/bf16/fp16, double for float64) on
 // the fixture inputs, every output rounded to the candidate dtype. Not emulated: bf16
 // rounding of P / p2 / rho inside a kernel (§7.6); a kernel that does it gets no credit.
-// No same-precision baseline (the fp32 reference's solve fails, SPEC §7.3/§7.4): LLA `out`
+// No same-precision baseline (the fp32 reference's solve fails, docs/math.md §7.3/§7.4): LLA `out`
 // with a direct full solve is judged by the conditioning bound of validation/conditioning.hpp
 // (per-row limits from cond(C + lambda I)); any other tensor keeps the float64 fallback
 // baseline, and its report's rule says it is not a same-precision rule.
@@ -18,7 +18,7 @@
 #include <optional>
 #include <string>
 
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 #include "validation/compare.hpp"
 #include "validation/fixture.hpp"
 
@@ -75,6 +75,7 @@ struct CheckOptions {
   // baseline's error is the largest over this many runs (variant 0 = the inputs as given,
   // the others with the feature axes permuted). 0 = default_baseline_variants(p).
   int baseline_variants = 0;
+  std::string baseline;  // "" = the default same-precision baseline, else an emulation profile (--baseline)
 };
 
 // 4 for solver-probe members (LLA: the fp32 solve's error is one noisy sample of a
@@ -88,6 +89,8 @@ struct CheckResult {
   std::vector<std::string> not_checked;    // tensors the fixture has truth for but the candidate lacks
   std::vector<std::string> warnings;       // e.g. a tensor stored wider than its natural dtype
   std::vector<std::string> notes;
+  std::string purpose, hint;  // the fixture's (what the case tests; the usual fix), printed on failure
+  std::string baseline = "default";  // the same-precision baseline: "default" or an emulation profile name
   Verdict verdict = Verdict::Fail;
   bool passed = false;  // verdict == Pass
   nlohmann::json to_json() const;
@@ -99,10 +102,15 @@ DType natural_dtype(const Problem& p, const std::string& tensor);
 
 CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c,
                             const CheckOptions& opt);
+// Overrides: tensor -> absolute limit (replaces the recommended tolerance).
+// `baseline`: empty = the historical same-precision baseline; else an emulation profile name
+// (validation/emulate.hpp, `plx check --baseline`), whose results rounded to the candidate dtype
+// are the baseline.
 inline CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c,
-                                   const std::map<std::string, double>& abs_override = {}) {
+                                   const std::map<std::string, double>& abs_override = {},
+                                   const std::string& baseline = "") {
   CheckOptions o;
-  o.abs_override = abs_override;
+  o.abs_override = abs_override, o.baseline = baseline;
   return check_candidate(fixture_path, fx, c, o);
 }
 

@@ -1,7 +1,7 @@
 // validation/compare.hpp — the one comparison path every candidate goes through.
 //
 // Charter: compare a candidate tensor (fast CPU, CUDA, or an external backend's file)
-// with the reference truth and, optionally, a same-precision baseline (SPEC §7.6, the
+// with the reference truth and, optionally, a same-precision baseline (docs/math.md §7.6, the
 // FlashAttention rule). Reports max abs / max rel / normwise rel error, the max ULP
 // distance in the candidate's dtype, the worst index with both values, the first
 // mismatches, non-finite entries with their location, and pass/fail against a

@@ -2,7 +2,7 @@
 //
 // Per row: weights, kbar, vbar, C, M = Cov_p(k, v) and the solves W^T = Bm^-1 M,
 // theta = Bm^-1 delta in double-double (libqd, u = 2^-104; two-pass centred moments as in
-// the reference, SPEC §7.4), then kappa = cond_2(Bm) from the eigenvalues and ||W||_2 from the
+// the reference, docs/math.md §7.4), then kappa = cond_2(Bm) from the eigenvalues and ||W||_2 from the
 // singular values of the dd results rounded to double. Rounding Bm to double moves its
 // eigenvalues by <= 2^-53 ||Bm||, i.e. kappa by a relative 2^-53 kappa (< 1e-3 for every row
 // the rule accepts, kappa < 2^23); a bound needs one correct digit.
@@ -90,7 +90,7 @@ std::optional<ConditioningLimit> lla_conditioning_limit(const Problem& p, const 
         auto nrm = [](const Vec<T>& x) { return to_double(T(x.norm())); };
         const double amp = 2 * eps * kappa / (1 - eps * kappa);
         double bound = amp * nW * nrm(delta) + 2 * eps * nW * (nrm(kbar) + nrm(q)) + eps * nrm(vbar);
-        if (query) {  // delta_eps / Delta, Delta = omega / (1 + alpha) (SPEC §3.5)
+        if (query) {  // delta_eps / Delta, Delta = omega / (1 + alpha) (docs/math.md §3.5)
           const double alpha = to_double(T(delta.dot(theta)));
           const double eod = deps * (1 + alpha) / to_double(omega);
           bound += eod * amp * nrm(outc);

@@ -2,7 +2,7 @@
 // ridge system, for fixtures whose same-precision baseline cannot run.
 //
 // Charter: when the reference cannot run in the candidate's accumulation precision (its
-// float32 Cholesky of the query-centred Sigma fails, SPEC §7.3/§7.4), the 2x same-precision
+// float32 Cholesky of the query-centred Sigma fails, docs/math.md §7.3/§7.4), the 2x same-precision
 // rule has nothing to compare with. This file gives the limit a candidate that forms the
 // regression's data in precision u_acc and solves the ridge system stably can be held to,
 // per output row, computed from the fixture's inputs in double-double:
@@ -10,7 +10,7 @@
 //   out_i = g_i (vbar - W delta),  W = Cov_p(v, k) (C + lambda I)^-1,  delta = kbar - q,
 //   g_i = Delta / d = 1 / (1 + delta_eps / Delta)   (query anchor; 1 for the key-mean anchor)
 //
-// (SPEC §3.5: the ridge regression of v on k centred at kbar, evaluated at q). If the data
+// (docs/math.md §3.5: the ridge regression of v on k centred at kbar, evaluated at q). If the data
 // Bm = C + lambda I and M = Cov_p(k, v) carry a normwise relative error eps (one rounding each,
 // eps = u_acc), the perturbation theorem for linear systems (Higham, Accuracy and Stability of
 // Numerical Algorithms, 2nd ed., Thm 7.2, applied to W^T = Bm^-1 M with both Bm and M

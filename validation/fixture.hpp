@@ -38,6 +38,12 @@ struct FixtureData {
   nlohmann::json tolerances;                   // tensor -> candidate dtype -> {baseline_ratio, rel_floor, abs_floor, why}
   std::map<std::string, std::string> sha256;   // dataset path -> hex (filled by write/read)
   nlohmann::json provenance;                   // generator, git_commit, created (read back only)
+  std::string purpose;                         // what the case tests (a suite case's comment); root attribute
+  std::string hint;                            // where a failure usually comes from and what fixes it; root attribute
+  // Certified enclosures (optional; validation/certify_fixture.hpp): tensor -> rad with
+  // |exact - (hi + lo)| <= rad per entry, and the root attribute `certified` (null if absent).
+  std::map<std::string, Tensor<double>> rad;
+  nlohmann::json certified;
 };
 
 // "plx <version> (git commit <hash at configure time>, fixture schema v<N>)": `plx --version`.
@@ -49,6 +55,9 @@ bool have_reference_backward();
 
 // Compute everything for one case. `scalar` is "dd" (default) or "bf50".
 FixtureData generate_fixture(const Problem& p, const std::string& scalar = "dd");
+// The same for given inputs (the caller's own q, k, v, ...), which must satisfy
+// check_user_inputs (validation/user_inputs.hpp); generate_fixture(p) is this on make_inputs(p).
+FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar);
 
 // Write to `path` via a temporary name in the same directory and an atomic rename.
 // Returns dataset path -> SHA-256 (the same values stored as attributes).

@@ -15,7 +15,7 @@
 
 #include "reference/all.hpp"
 #include "reference/gradcheck.hpp"
-#include "validation/candidate_result.hpp"
+#include "reference/candidate.hpp"
 #include "validation/compare.hpp"
 
 namespace plx {

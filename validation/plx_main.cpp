@@ -15,15 +15,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "reference/all.hpp"
 #include "validation/candidates.hpp"
+#include "validation/certify_fixture.hpp"
 #include "validation/check.hpp"
+#include "validation/emulate.hpp"
+#include "validation/environment.hpp"
 #include "validation/fixture.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/suite.hpp"
+#include "validation/user_inputs.hpp"
 
 #ifndef PLX_SOURCE_DIR
 #define PLX_SOURCE_DIR "."
@@ -37,7 +42,7 @@ namespace {
 
 // ---- check -----------------------------------------------------------------------------
 struct CheckArgs {
-  std::string fixture, candidate, run, report;
+  std::string fixture, candidate, run, report, baseline;
   std::vector<std::string> tol;
   bool json = false, require_all = false, ignore_extra = false, as_problem_dtype = false;
 };
@@ -50,12 +55,19 @@ CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, co
     for (const auto& n : ignored) r.notes.push_back("ignored (--ignore-extra): candidate object '" + n + "'");
     return r;
   }
-  CandidateResult r = run_candidate(run, fx.p, fx.in);
+  // Gradients are run and judged whenever the fixture holds their truth; a backend that cannot
+  // differentiate this problem is said so in the report, never passed over silently.
+  bool grads = false;
+  for (const char* g : {"dq", "dk", "dv", "dr"}) grads = grads || fx.truth.count(g) > 0;
+  std::string why_no_grads;
+  CandidateResult r = run_candidate(run, fx.p, fx.in, grads ? RunWhat::ForwardAndBackward : RunWhat::Forward, &why_no_grads);
   Candidate c = candidate_from_result("run:" + run, r, fx.p, candidate_dtypes(run, fx.p));
   // Keep only tensors the fixture has truth for (e.g. gradients of a decode fixture).
   for (auto it = c.tensors.begin(); it != c.tensors.end();)
     it = fx.truth.count(it->first) ? std::next(it) : c.tensors.erase(it);
-  return check_candidate(fixture_path, fx, c, opt);
+  CheckResult res = check_candidate(fixture_path, fx, c, opt);
+  if (!why_no_grads.empty()) res.notes.push_back("gradients NOT checked (the fixture has their truth): " + why_no_grads);
+  return res;
 }
 
 int run_check(const CheckArgs& a) {
@@ -64,6 +76,8 @@ int run_check(const CheckArgs& a) {
   opt.abs_override = parse_tol_overrides(a.tol);
   opt.require_all = a.require_all, opt.as_problem_dtype = a.as_problem_dtype;
   FixtureData fx = read_fixture(a.fixture);
+  if (!a.baseline.empty()) profile_by_name(a.baseline);  // an unknown name fails before any work
+  opt.baseline = a.baseline;
   CheckResult r = check_one(a.fixture, fx, a.candidate, a.run, opt, a.ignore_extra);
   if (!a.report.empty()) write_file_atomic(a.report, r.to_json().dump(1) + "\n");
   if (a.json) std::cout << r.to_json().dump(1) << "\n";
@@ -72,7 +86,8 @@ int run_check(const CheckArgs& a) {
 }
 
 // ---- gen -------------------------------------------------------------------------------
-int run_gen(const std::string& suite_path, const std::string& out, int jobs, const std::string& scalar, bool quiet) {
+int run_gen(const std::string& suite_path, const std::string& out, int jobs, const std::string& scalar, bool quiet,
+            bool certify, double certify_limit) {
   Suite s = load_suite(suite_path);
   if (!scalar.empty()) {
     if (scalar != "dd" && scalar != "bf50") throw Error("--scalar must be dd or bf50, got '" + scalar + "'");
@@ -80,7 +95,29 @@ int run_gen(const std::string& suite_path, const std::string& out, int jobs, con
   }
   GenOptions o;
   o.jobs = jobs, o.progress = !quiet;
+  o.certify = certify, o.certify_work_limit = certify_limit;
   gen_suite(s, out, o);
+  return 0;
+}
+
+// gen --inputs: one fixture on the user's own tensors (validation/user_inputs.hpp).
+int run_gen_inputs(const std::string& inputs, const std::string& problem_path, const std::string& out,
+                   const std::string& scalar, const std::string& purpose) {
+  if (problem_path.empty()) throw Error("gen --inputs needs --problem FILE.json (the problem the inputs belong to)");
+  std::ifstream pf(problem_path);
+  if (!pf) throw Error("cannot read problem '" + problem_path + "'");
+  json pj;
+  try {
+    pj = json::parse(pf);
+  } catch (const json::exception& e) {
+    throw Error("problem '" + problem_path + "' is not valid JSON: " + e.what());
+  }
+  const Problem p = problem_from_json(pj);
+  FixtureData f = fixture_from_user_inputs(p, read_user_inputs(inputs), scalar.empty() ? "dd" : scalar,
+                                           "inputs '" + inputs + "', dataset");
+  f.purpose = purpose;
+  write_fixture(f, out);
+  std::cerr << "plx gen: wrote " << out << " (" << member_name(p) << ", truth in " << f.scalar << ")\n";
   return 0;
 }
 
@@ -103,7 +140,9 @@ int run_inspect(const std::string& path, bool as_json) {
   }
   json j = {{"file", path}, {"schema_version", kFixtureSchemaVersion}, {"scalar", fx.scalar},
             {"provenance", fx.provenance}, {"problem", problem_to_json(fx.p)}, {"datasets", datasets},
-            {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag}};
+            {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag},
+            {"purpose", fx.purpose}, {"hint", fx.hint}};
+  if (!fx.certified.is_null()) j["certified"] = fx.certified;
   if (as_json) {
     std::cout << j.dump(1) << "\n";
     return 0;
@@ -112,13 +151,26 @@ int run_inspect(const std::string& path, bool as_json) {
             << "  member " << member_name(fx.p) << ", inputs " << to_string(fx.p.dtype) << ", truth in " << fx.scalar
             << "\n  generator " << fx.provenance.value("generator", "") << ", commit "
             << fx.provenance.value("git_commit", "") << ", created " << fx.provenance.value("created", "") << "\n"
-            << "  problem " << problem_to_json(fx.p).dump() << "\n  datasets:\n";
+            << "  problem " << problem_to_json(fx.p).dump() << "\n";
+  if (!fx.purpose.empty()) std::cout << "  purpose: " << fx.purpose << "\n";
+  if (!fx.hint.empty()) std::cout << "  hint: " << fx.hint << "\n";
+  std::cout << "  datasets:\n";
   for (const auto& d : datasets) {
     char buf[256];
     std::snprintf(buf, sizeof buf, "    %-22s %-24s %-18s %.16s…\n", d["name"].get<std::string>().c_str(),
                   d["type"].get<std::string>().c_str(), shape_str(d["shape"].get<std::vector<std::size_t>>()).c_str(),
                   d["sha256"].get<std::string>().c_str());
     std::cout << buf;
+  }
+  if (const std::string cs = certified_summary(fx); !cs.empty()) {  // widths of the certified enclosures
+    std::cout << "  " << cs << "\n";
+    for (auto it = fx.certified["tensors"].begin(); it != fx.certified["tensors"].end(); ++it)
+      std::cout << "    " << it.key() << ": max rad " << it.value()["max_rad"].get<double>() << " (max |truth| "
+                << it.value()["max_abs"].get<double>() << "), enclosure width " << it.value()["enclosure_rel_width"].get<double>()
+                << " relative, " << it.value()["bits"].get<long>() << " bits\n";
+    if (fx.certified.contains("not_verified"))
+      for (auto it = fx.certified["not_verified"].begin(); it != fx.certified["not_verified"].end(); ++it)
+        std::cout << "    " << it.key() << ": not verified: " << it.value().get<std::string>() << "\n";
   }
   std::cout << "  reference error: " << fx.reference_error.dump() << "\n  per-row diagnostics (max |.|): " << diag.dump()
             << "\n  recommended tolerances (rel_floor; limit = max(ratio x baseline, rel_floor x max|truth|)):\n";
@@ -137,6 +189,13 @@ int run_inspect(const std::string& path, bool as_json) {
 std::string default_suite_path() {
   for (const fs::path& base : {fs::path(PLX_SOURCE_DIR), fs::current_path()}) {
     fs::path p = base / "fixtures" / "suites" / "default.json";
+    if (fs::exists(p)) return p.string();
+  }
+  // An installed plx (cmake --install): <prefix>/bin/plx and <prefix>/share/plx/suites/.
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path p = exe.parent_path().parent_path() / "share" / "plx" / "suites" / "default.json";
     if (fs::exists(p)) return p.string();
   }
   throw Error("demo: cannot find fixtures/suites/default.json (run from the repository root or pass --suite)");
@@ -213,17 +272,28 @@ int main(int argc, char** argv) {
   std::string gen_suite_path, gen_out, gen_scalar;
   int gen_jobs = 0;
   bool gen_quiet = false;
-  gen->add_option("--suite", gen_suite_path, "suite JSON (fixtures/suites/<name>.json)")->required();
-  gen->add_option("--out", gen_out, "output directory")->required();
+  std::string gen_inputs, gen_problem, gen_purpose;
+  gen->add_option("--suite", gen_suite_path, "suite JSON (fixtures/suites/<name>.json)");
+  gen->add_option("--inputs", gen_inputs, "instead of a suite: HDF5 file with your own q, k, v (r, dO, lambda)");
+  gen->add_option("--problem", gen_problem, "with --inputs: the problem JSON the inputs belong to");
+  gen->add_option("--purpose", gen_purpose, "with --inputs: what the case tests (stored in the fixture)");
+  gen->add_option("--out", gen_out, "output directory (with --inputs: the fixture file)")->required();
   gen->add_option("--jobs", gen_jobs, "threads over cases (default: all); output bytes do not depend on it");
   gen->add_option("--scalar", gen_scalar, "override every case's truth scalar: dd or bf50");
   gen->add_flag("--quiet", gen_quiet, "no progress on stderr");
+  bool gen_certify = false;
+  double gen_certify_limit = kCertifyWorkLimit;
+  gen->add_flag("--certify", gen_certify, "also prove enclosures of the truth (interval arithmetic; docs/certified.md)");
+  gen->add_option("--certify-limit", gen_certify_limit, "certify only cases whose work B Hq Lq Lkv (D + Dv) is at most this")
+      ->check(CLI::PositiveNumber);
 
   auto* check = app.add_subcommand("check", "check a candidate against a fixture");
   CheckArgs ca;
   check->add_option("--fixture", ca.fixture, "fixture .h5")->required();
   check->add_option("--candidate", ca.candidate, "candidate .h5 with out (and optionally dq, dk, dv, dr, dlambda)");
-  check->add_option("--run", ca.run, "run an in-process candidate instead: ref-double, fast, cuda");
+  std::string run_help = "run an in-process backend instead:";
+  for (const Backend& b : backends()) run_help += "\n    " + b.name + ": " + b.summary;
+  check->add_option("--run", ca.run, run_help);
   check->add_flag("--json", ca.json, "print the report as JSON");
   check->add_option("--tol", ca.tol, "override limits: tensor=abs[,tensor=abs...]");
   check->add_option("--report", ca.report, "also write the JSON report to this file");
@@ -236,6 +306,9 @@ int main(int argc, char** argv) {
                   "the natural dtype");
   check->footer("Exit: 0 pass; 1 a judged tensor failed (or --require-all and a tensor is missing); 2 bad input; "
                 "3 nothing failed but a tensor was not judged (no sound rule, e.g. only a float64 fallback baseline).");
+  check->add_option("--baseline", ca.baseline,
+                    "same-precision baseline: an emulation profile (docs/emulation.md), e.g. flash-bf16; "
+                    "default: the float32 reference rounded to the candidate dtype (float64 for float64)");
 
   auto* inspect = app.add_subcommand("inspect", "print a fixture's problem, provenance and contents");
   std::string insp_file;
@@ -243,6 +316,13 @@ int main(int argc, char** argv) {
   inspect->add_option("file", insp_file, "fixture .h5")->required();
   inspect->add_flag("--json", insp_json, "print as JSON");
 
+  app.footer(environment_help());
+  try {
+    apply_environment();
+  } catch (const plx::Error& e) {
+    std::cerr << "plx: error: " << e.what() << "\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -262,7 +342,11 @@ int main(int argc, char** argv) {
   }
   try {
     if (*demo) return run_demo(demo_suite, demo_out, demo_cand, demo_jobs);
-    if (*gen) return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet);
+    if (*gen) {
+      if (gen_suite_path.empty() == gen_inputs.empty()) throw Error("gen: give exactly one of --suite FILE or --inputs FILE");
+      if (!gen_inputs.empty()) return run_gen_inputs(gen_inputs, gen_problem, gen_out, gen_scalar, gen_purpose);
+      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet, gen_certify, gen_certify_limit);
+    }
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);
   } catch (const std::exception& e) {  // plx::Error and anything else: bad input, exit 2

@@ -7,7 +7,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
-#include <cstdlib>
+#include <atomic>
 
 #include <algorithm>
 #include <cstring>
@@ -77,11 +77,12 @@ bool cpu_has_sha() {
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
   return sha && ((c >> 19) & 1u) && ((c >> 9) & 1u);  // SSE4.1, SSSE3
 }
-const bool kHaveSha = std::getenv("PLX_SHA256_PORTABLE") == nullptr && cpu_has_sha();
+const bool kCpuHasSha = cpu_has_sha();
+std::atomic<bool> g_portable{false};
 }  // namespace
 
 void Sha256::block(const std::uint8_t* p) {
-  if (kHaveSha) {
+  if (kCpuHasSha && !g_portable.load(std::memory_order_relaxed)) {
     block_shani(h_, p, K);
     return;
   }
@@ -148,5 +149,8 @@ std::string sha256_hex(const void* data, std::size_t n) {
   h.update(data, n);
   return h.hex();
 }
+
+void set_sha256_portable(bool on) { g_portable.store(on, std::memory_order_relaxed); }
+bool sha256_uses_cpu_extensions() { return kCpuHasSha && !g_portable.load(std::memory_order_relaxed); }
 
 }  // namespace plx

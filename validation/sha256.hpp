@@ -31,4 +31,10 @@ class Sha256 {
 std::string sha256_hex(const void* data, std::size_t n);
 inline std::string sha256_hex(std::string_view s) { return sha256_hex(s.data(), s.size()); }
 
+// The compression runs on the CPU's SHA extensions where present; set_sha256_portable(true)
+// forces the portable code everywhere (tests run both; the `plx` tool maps the environment
+// variable PLX_SHA256_PORTABLE onto it). Process-wide.
+void set_sha256_portable(bool on);
+bool sha256_uses_cpu_extensions();
+
 }  // namespace plx

@@ -1,5 +1,6 @@
 // validation/suite.cpp — see suite.hpp.
 #include "validation/suite.hpp"
+#include "validation/certify_fixture.hpp"
 
 #include <omp.h>
 #include <unistd.h>
@@ -76,8 +77,9 @@ static Suite parse_suite_checked(const json& j, const std::string& where) {
     const std::string cw = where + ", case " + std::to_string(i);
     if (!c.is_object() || !c.contains("problem") || !c["problem"].is_object()) throw Error(cw + ": expected {\"problem\": {...}, \"scalar\"?}");
     for (auto it = c.begin(); it != c.end(); ++it)
-      if (it.key() != "problem" && it.key() != "scalar" && it.key() != "comment")
-        throw Error(cw + ": unknown key '" + it.key() + "' (problem, scalar, comment)");
+      if (it.key() != "problem" && it.key() != "scalar" && it.key() != "comment" && it.key() != "purpose" &&
+          it.key() != "hint")
+        throw Error(cw + ": unknown key '" + it.key() + "' (problem, scalar, comment, purpose, hint)");
     SuiteCase sc;
     try {
       sc.problem = problem_from_json(merge(defaults, c["problem"]));
@@ -85,6 +87,10 @@ static Suite parse_suite_checked(const json& j, const std::string& where) {
       throw Error(cw + ": " + e.what());
     }
     sc.scalar = c.value("scalar", scalar);
+    for (const char* k : {"comment", "purpose", "hint"})
+      if (c.contains(k) && !c[k].is_string()) throw Error(cw + ": '" + k + "' must be a string");
+    sc.purpose = c.value("purpose", c.value("comment", std::string()));
+    sc.hint = c.value("hint", std::string());
     if (sc.scalar != "dd" && sc.scalar != "bf50") throw Error(cw + ": scalar must be dd or bf50, got '" + sc.scalar + "'");
     if (!good_name(sc.problem.name)) throw Error(cw + ": problem name '" + sc.problem.name + "' is not a safe file name");
     sc.file = sc.problem.name + ".h5";
@@ -161,6 +167,8 @@ json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
     const auto c0 = std::chrono::steady_clock::now();
     try {
       FixtureData f = generate_fixture(s.cases[i].problem, s.cases[i].scalar);
+      f.purpose = s.cases[i].purpose, f.hint = s.cases[i].hint;
+      if (opt.certify) certify_fixture(f, opt.certify_work_limit);
       hashes[i] = write_fixture(f, (fs::path(dir) / s.cases[i].file).string());
     } catch (const std::exception& e) {
       errs[i] = std::make_exception_ptr(Error("case '" + s.cases[i].problem.name + "': " + e.what()));

@@ -1,7 +1,7 @@
 // validation/suite.hpp — suites of fixture cases and `plx gen`.
 //
 // Charter: a suite is a JSON file {"name", "scalar"?, "defaults"?, "cases": [{"problem": {...},
-// "scalar"?}]}; each case's problem is `defaults` overlaid by its own fields (objects merged
+// "scalar"?, "comment"? | "purpose"?, "hint"?}]}; each case's problem is `defaults` overlaid by its own fields (objects merged
 // key by key) and parsed strictly (problem_json.hpp). gen_suite() writes one fixture per case
 // (file = problem name + ".h5"), in parallel over cases with OpenMP (the reference inside a
 // case runs serially then; with jobs = 1 it runs in parallel itself), and a manifest.json
@@ -20,6 +20,8 @@ struct SuiteCase {
   Problem problem;
   std::string scalar = "dd";
   std::string file;  // problem.name + ".h5"
+  std::string purpose;  // the case's "purpose" (or its "comment"): stored in the fixture, printed on failure
+  std::string hint;     // the case's "hint": the usual cause of a failure and its fix
 };
 struct Suite {
   std::string name;
@@ -34,6 +36,8 @@ Suite parse_suite_text(const std::string& text, const std::string& where = "suit
 struct GenOptions {
   int jobs = 0;              // 0 = all OpenMP threads
   bool progress = true;      // one line per case on stderr
+  bool certify = false;      // also certified enclosures (validation/certify_fixture.hpp) for cases
+  double certify_work_limit = 2e6;  // ... whose forward work B Hq Lq Lkv (D + Dv) is at most this
 };
 // Generate every case into `dir` (created if missing). Returns the manifest (also written
 // to dir/manifest.json). Throws plx::Error naming the case on failure.

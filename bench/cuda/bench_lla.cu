@@ -3,7 +3,7 @@
 // Charter: B in {1, 32}, Hq = Hkv = 8, L in {1024, 16384}, D = 128, bf16, lambda = 0.1; CUDA-graph
 // timed (bench_common.cuh) over rotating KV caches that together exceed 3x L2. Times, in the same
 // run: the split-KV LLA decode with the direct solve (fp32 Cholesky) and with CG (32 iterations
-// max, SPEC defaults), the matrix-free CG kernel on the same decode (one block per query head),
+// max, docs/math.md defaults), the matrix-free CG kernel on the same decode (one block per query head),
 // and the shipped Parallax decode (kernels/parallax_decode.cu) as the reference point. One JSON
 // line per shape. Correctness is tests/kernels/test_lla_gpu.cpp's job; here only a NaN check.
 //

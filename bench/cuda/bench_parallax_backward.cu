@@ -16,13 +16,13 @@
 // |         | registers) + query-tile pass (dq, dr), mma.sync m16n8k16, recompute S/Z/A in    | Parallax bwd 7.19 ms (210 |
 // |         | both passes, no atomics (deterministic), cp.async double buffers                | TFLOP/s executed); fwd+bwd|
 // |         |                                                                                 | 4.8x cuDNN (target 2.4x)  |
-// | v2      | kernels/parallax_backward_wgmma.cu (default for D = 128): both tile passes on   | see docs/gpu-results.md   |
-// |         | wgmma (one warpgroup per block, 2 blocks/SM, 128B-swizzled cp.async tiles, 32-  | (fourth session); v1 is   |
-// |         | row query / key tiles), same deterministic structure and weights                | timed in the same run     |
+// | v2      | kernels/parallax_backward_wgmma.cu (default for D = 128): both tile passes on   | in docs/gpu-results.md's  |
+// |         | wgmma (one warpgroup per block, 2 blocks/SM, 128B-swizzled cp.async tiles, 32-  | git history; v1 is timed  |
+// |         | row query / key tiles), same deterministic structure and weights                | in the same run           |
 // | v2.1    | instruction diet from Nsight Compute profiles: descriptors as lo + offset,      | L=8192 Parallax bwd 4.84  |
 // |         | unpredicated tile loads, ex2.approx.ftz(-inf) masks, no divisions in the key    | -> 3.32 ms; fwd+bwd 2.34x |
 // |         | pass; its dV/dK retire at the next step's wait; query-pass masks as one -inf    | cuDNN (2.24x with the     |
-// |         | pass per partial tile (docs/gpu-results.md, fifth session)                      | query-pass masks; met)    |
+// |         | pass per partial tile (profiles in docs/gpu-results.md's git history)             | query-pass masks; met)    |
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
   for (int L : Ls)
     for (int plx : {1, 0}) {
       const size_t e = size_t(B) * L * H * D, rows = size_t(B) * H * L;
-      // q r k v dO | out vbar | dq dr dk dv (bf16) ; lse m d1 zbar | workspace (3 rows) (fp32)
-      const size_t set_bytes = 2 * 11 * e + 4 * 7 * rows;
+      // q r k v dO | out vbar | dq dr dk dv (bf16) ; lse m d1 zbar | workspace (3 rows + kref) (fp32)
+      const size_t set_bytes = 2 * 11 * e + 4 * (7 * rows + size_t(B) * H * D);
       const int nsets = int(std::max<size_t>(2, (3 * size_t(prop.l2CacheSize)) / set_bytes + 2));
       char* pool;
       BCHECK(cudaMalloc(&pool, set_bytes * nsets));
@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
       const double ms_b = time_graph([&](int i, cudaStream_t st) { plx::cuda::launch_backward(bparams(i), st); }, iters, 7);
       const double ms_b1 = time_graph([&](int i, cudaStream_t st) {  // the v1 (mma.sync) passes, same run
         plx::cuda::BwdParams p = bparams(i);
-        p.version = 1;
+        p.kernel = plx::cuda::BackwardKernel::MmaSync;
         plx::cuda::launch_backward(p, st);
       }, iters, 7);
       const double ms_fb = time_graph([&](int i, cudaStream_t st) {

@@ -13,7 +13,7 @@
 // |         | query head, thread-per-key scores straight from global memory         |                                               |
 // | v2      | split-KV flash-decoding, one block per (split, kv head, b) serving    | 8-110x over v1; 0.95 of the HBM floor for     |
 // |         | the whole GQA group, 16-byte cp.async double buffer, CUDA-core fp32   | MHA at B=32; compute-bound for G=4            |
-// |         | scores and PV (P never rounded), exact SPEC 6.2 combine kernel        | (1139 us at B=32, 32/8, 16k)                  |
+// |         | scores and PV (P never rounded), exact docs/math.md §6.2 combine kernel        | (1139 us at B=32, 32/8, 16k)                  |
 // | v3      | scores and PV on mma.sync m16n8k16 (heads = rows, padded to 16), 4     | 1.8-2.2x over v2 for G=4; 8-25% over v2 at    |
 // |         | warps x 16 keys merged at the end, 3 stages, per-warp running-zbar     | B=1; 3-10% slower than v2 for MHA at B=32     |
 // |         | shift, P as hi+lo bf16 pairs, combine fused into the last split block  | (so the library dispatches v2 there)          |
@@ -133,28 +133,28 @@ int main(int argc, char** argv) {
         BCHECK(cudaMemset(ws, 0, plx::cuda::decode_workspace_floats(pm) * 4));  // counters must start at 0
       }
       const double floor_ms = 2.0 * 2 * kv_elems / bw * 1e3;  // bytes(K,V) / copy bandwidth
-      // flags: PLX_CUDA_DECODE_FLAGS of kernels/parallax_decode.cu (1 stacked rows, 2 smem combine,
-      // 4 no auto-v2); -1 = the library default. Read at graph capture, so it sticks to the graph.
-      auto time_splits = [&](int S, int version = 3, int flags = -1) {
-        if (flags >= 0) setenv("PLX_CUDA_DECODE_FLAGS", std::to_string(flags).c_str(), 1);
-        else unsetenv("PLX_CUDA_DECODE_FLAGS");
+      // flags: the mma_sync decode's tuning bits of kernels/parallax_decode.cu (1 stacked rows,
+      // 2 staged combine, 4 never the cuda_core kernel under Auto); -1 = the library default.
+      using plx::cuda::DecodeKernel;
+      auto time_splits = [&](int S, DecodeKernel kernel = DecodeKernel::MmaSync, int flags = -1) {
+        plx::cuda::LaunchExtras x;
+        x.decode_flags = flags;
         AttnParams pc = p0;
         pc.num_splits = S;
         if (S > 1)  // v3's arrival counters for this split count start at zero
           BCHECK(cudaMemset(ws + plx::cuda::decode_counters_offset(pc), 0, size_t(s.B) * s.Hkv * 4));
         return time_graph([&](int i, cudaStream_t st) {
           AttnParams p = set_params(i);
-          p.num_splits = S, p.workspace = ws, p.decode_version = version;
-          plx::cuda::launch(p, plx::cuda::Op::Decode, st);
+          p.num_splits = S, p.workspace = ws, p.decode_kernel = kernel;
+          plx::cuda::launch(p, plx::cuda::Op::Decode, st, x);
         });
       };
-      const double ms_def = time_splits(p0.num_splits, 0);  // what the library ships (dispatch)
-      const double ms_v3 = time_splits(p0.num_splits, 3, 0);    // v3 as before v4
-      const double ms_stk = time_splits(p0.num_splits, 3, 1);   // v4a: stacked mma rows only
-      const double ms_fc = time_splits(p0.num_splits, 3, 11);   // v4b: v4a + staged combine per column pair
-      const double ms_v4 = time_splits(p0.num_splits, 3, 3);    // v4: v4a + staged combine with weight table
-      const double ms_v2 = time_splits(p0.num_splits, 2);
-      const double ms_def2 = time_splits(p0.num_splits, 0);     // the default again: run-to-run spread
+      const double ms_def = time_splits(p0.num_splits, DecodeKernel::Auto);  // what the library ships (dispatch)
+      const double ms_v3 = time_splits(p0.num_splits, DecodeKernel::MmaSync, 0);  // mma_sync, no tuning bits
+      const double ms_stk = time_splits(p0.num_splits, DecodeKernel::MmaSync, 1);  // stacked mma rows only
+      const double ms_v4 = time_splits(p0.num_splits, DecodeKernel::MmaSync, 3);  // stacked rows + staged combine
+      const double ms_v2 = time_splits(p0.num_splits, DecodeKernel::CudaCore);
+      const double ms_def2 = time_splits(p0.num_splits, DecodeKernel::Auto);  // the default again: run-to-run spread
       // Sweep of split counts for v3 (tuning data for the heuristic; the v3 number above is what ships).
       int best_s = p0.num_splits;
       double best_ms = ms_v4;
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
       if (!quick)
         for (int S : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
           if (S == p0.num_splits || S > std::max(1, s.L / 64)) continue;
-          const double ms = time_splits(S, 3, 3);
+          const double ms = time_splits(S, DecodeKernel::MmaSync, 3);
           sweep += (sweep.empty() ? "" : ", ") + std::string("\"") + std::to_string(S) + "\": " + std::to_string(ms * 1e3);
           if (ms < best_ms) best_ms = ms, best_s = S;
         }
@@ -172,7 +172,6 @@ int main(int argc, char** argv) {
         AttnParams p = set_params(0);
         p.num_splits = p0.num_splits, p.workspace = ws;
         std::vector<__nv_bfloat16> a(q_elems), c(q_elems);
-        unsetenv("PLX_CUDA_DECODE_FLAGS");  // the shipped default
         if (p.num_splits > 1) BCHECK(cudaMemset(ws + plx::cuda::decode_counters_offset(p), 0, size_t(s.B) * s.Hkv * 4));
         BCHECK(cudaMemset(p.out, 0xFF, q_elems * 2));  // poison: an unwritten output shows as NaN
         plx::cuda::launch(p, plx::cuda::Op::Decode, nullptr);
@@ -194,8 +193,8 @@ int main(int argc, char** argv) {
         }, 10, 5);
       }
       std::printf("{\"bench\": \"decode\", \"mech\": \"%s\", \"B\": %d, \"Hq\": %d, \"Hkv\": %d, \"L\": %d, \"D\": %d, "
-                  "\"splits\": %d, \"default_us\": %.2f, \"default2_us\": %.2f, \"v3_us\": %.2f, \"v4a_stack_us\": %.2f, \"v4b_comb_us\": %.2f, \"v4_us\": %.2f, \"v2_us\": %.2f, \"v1_us\": %.2f, \"floor_us\": %.2f, \"floor_frac\": %.3f, \"v1_v3_maxdiff\": %.3g, \"best_splits\": %d, \"best_us\": %.2f, \"sweep_us\": {%s}}\n",
-                  plx ? "parallax" : "softmax", s.B, s.Hq, s.Hkv, s.L, D, p0.num_splits, ms_def * 1e3, ms_def2 * 1e3, ms_v3 * 1e3, ms_stk * 1e3, ms_fc * 1e3, ms_v4 * 1e3, ms_v2 * 1e3, ms_v1 * 1e3,
+                  "\"splits\": %d, \"default_us\": %.2f, \"default2_us\": %.2f, \"mma_sync_plain_us\": %.2f, \"mma_sync_stack_us\": %.2f, \"mma_sync_us\": %.2f, \"cuda_core_us\": %.2f, \"v1_us\": %.2f, \"floor_us\": %.2f, \"floor_frac\": %.3f, \"v1_v3_maxdiff\": %.3g, \"best_splits\": %d, \"best_us\": %.2f, \"sweep_us\": {%s}}\n",
+                  plx ? "parallax" : "softmax", s.B, s.Hq, s.Hkv, s.L, D, p0.num_splits, ms_def * 1e3, ms_def2 * 1e3, ms_v3 * 1e3, ms_stk * 1e3, ms_v4 * 1e3, ms_v2 * 1e3, ms_v1 * 1e3,
                   floor_ms * 1e3, floor_ms / ms_def, v1_diff, best_s, best_ms * 1e3, sweep.c_str());
       std::fflush(stdout);
       if (ws) BCHECK(cudaFree(ws));

@@ -4,8 +4,17 @@
 # Expects the binaries and their non-system shared libraries in build-cuda/devbin (or $PLX_DEVBIN)
 # (bench/cuda/stage_devbin.sh makes it here). Usage on the device (docs/gpu.md):
 #   bash bench/cuda/run_device.sh [tests|sanitize|bench|bwd|all|lla|fwd]...   (lla, fwd only when named)
-# fwd: the prefill forward alone (v1, v2, every v3 variant): its tests, the whole GPU suite with
-# v3 as the forward, compute-sanitizer on a v3 case, the forward benchmark and cuDNN/FA2 (~150 s).
+# verify: every GPU suite (forward/decode, backward, LLA) on three seeds and compute-sanitizer
+#   memcheck / racecheck / synccheck on each suite's small determinism cases (~4 min);
+# golden: the committed golden suite and the kernel-shaped fixtures/suites/cuda.json (generated
+#   there) through `plx check --run cuda` (forward and gradients, each fixture's own rule; an
+#   unsupported fixture exits 2 naming why), one line per fixture;
+# probe: bench/cuda/probe_key_offset and torch SDPA's backwards on the same probe
+#   (probe_key_offset_torch.py);
+# ab DIR_A DIR_B: (set PLX_AB="dirA dirB") the benchmarks of two device-built trees
+#   (build_bench_on_device.sh), alternating A B A B process by process.
+# fwd: the prefill forward alone (mma_sync, wgmma, tma): its tests, compute-sanitizer on the
+# determinism cases, the forward benchmark and cuDNN/FA2.
 set -u
 OUT=${OUT:-/tmp/plx_out}
 mkdir -p "$OUT"
@@ -53,14 +62,12 @@ if has bwd; then  # backward (issue 6 item 3): tests, sanitizer on a small case,
   done
 fi
 if [[ " $what " == *" fwd "* ]]; then
-  echo "== forward kernels v1, v2, v3 variants"
+  echo "== forward kernels mma_sync, wgmma, tma"
   timeout 150 $BIN/kernels_test_parallax_gpu --gtest_filter='CudaForward.BothKernelsLongRows' 2>&1 | tee "$OUT/fwd_tests.log" |
-    grep -E "^\[  (PASSED|FAILED)|FAIL|Expected|v3" | tail -30
-  echo "== GPU suite with v3 as the forward"; PLX_CUDA_FORWARD_VERSION=3 timeout 200 $BIN/kernels_test_parallax_gpu 2>&1 |
-    tee -a "$OUT/fwd_tests.log" | grep -E "^\[  (PASSED|FAILED)|FAIL$" | tail -12
+    grep -E "^\[  (PASSED|FAILED)|FAIL|Expected|tma" | tail -30
   for tool in memcheck racecheck synccheck; do
-    echo "== compute-sanitizer $tool (v3 forward)"
-    PLX_CUDA_FORWARD_VERSION=3 PLX_CUDA_FORWARD_FLAGS=${PLX_SAN_FLAGS:-1} timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 \
+    echo "== compute-sanitizer $tool (Auto forward: tma)"
+    timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 \
       $BIN/kernels_test_parallax_gpu --gtest_filter='CudaDeterminism.*' > "$OUT/fwd_sanitize_$tool.log" 2>&1
     echo "rc=$?"; tail -3 "$OUT/fwd_sanitize_$tool.log"
   done
@@ -85,6 +92,56 @@ if [[ " $what " == *" lla "* ]]; then  # LLA (issue 6 items 1, 4): tests, saniti
   done
   echo "== LLA decode bench"
   timeout 40 $BIN/bench_lla 2>&1 | tee "$OUT/bench_lla.jsonl"
+fi
+if [[ " $what " == *" verify "* ]]; then
+  : > "$OUT/verify.log"
+  for seed in 20261207 7 99; do
+    for t in kernels_test_parallax_gpu kernels_test_backward_gpu kernels_test_lla_gpu; do
+      echo "== $t PLX_SEED=$seed"
+      PLX_SEED=$seed RC_PARAMS="max_success=30" timeout 200 $BIN/$t >> "$OUT/verify.log" 2>&1
+      echo "rc=$?"; grep -E "^\[  (PASSED|FAILED)|^\[  FAILED|FAIL$" "$OUT/verify.log" | tail -3
+    done
+  done
+  grep -E "^offset " "$OUT/verify.log" | head -80 > "$OUT/offset_tests.txt"
+  $BIN/kernels_test_cuda_api > "$OUT/cuda_api.log" 2>&1; echo "cuda_api rc=$?"
+  for tool in memcheck racecheck synccheck; do
+    for pair in "kernels_test_parallax_gpu CudaDeterminism.*" "kernels_test_backward_gpu CudaBackwardSmall.*" \
+                "kernels_test_lla_gpu LlaGpuDeterminism.*"; do
+      set -- $pair
+      timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $BIN/$1 --gtest_filter="$2" > "$OUT/san.log" 2>&1
+      echo "== compute-sanitizer $tool $1 rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/san.log" | tail -1)"
+      cat "$OUT/san.log" >> "$OUT/sanitize_all.log"
+    done
+  done
+  rm -f "$OUT/san.log"
+fi
+if [[ " $what " == *" golden "* ]]; then
+  mkdir -p "$OUT/golden" /tmp/plx_fx_cuda
+  # the kernel-shaped suite (the committed golden fixtures have D <= 16: no CUDA kernel takes them)
+  timeout 300 $BIN/plx gen --suite fixtures/suites/cuda.json --out /tmp/plx_fx_cuda --quiet; echo "gen cuda suite rc=$?"
+  for f in fixtures/golden/*.h5 /tmp/plx_fx_cuda/*.h5; do
+    n=$(basename "$(dirname "$f")")_$(basename "$f" .h5)
+    timeout 120 $BIN/plx check --fixture "$f" --run cuda > "$OUT/golden/$n.txt" 2>&1
+    echo "golden $n rc=$? $(grep -E 'error:|NOT checked' "$OUT/golden/$n.txt" | head -1 | cut -c1-160)"
+  done | tee "$OUT/golden_summary.txt"
+  tar -C "$OUT" -czf "$OUT/golden.tgz" golden && rm -rf "$OUT/golden"
+fi
+if [[ " $what " == *" probe "* ]]; then
+  echo "== probe_key_offset (plx)"; timeout 300 $BIN/probe_key_offset 2>&1 | tee "$OUT/probe.jsonl"
+  echo "== probe_key_offset (torch SDPA)"
+  PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda/probe_key_offset_torch.py 2>&1 | tee "$OUT/probe_torch.jsonl"
+fi
+if [[ " $what " == *" ab "* ]]; then  # PLX_AB="A B": device-built bench folders, timed alternately
+  set -- ${PLX_AB}
+  A=$1 B=$2
+  for round in 1 2; do
+    for d in $A $B; do
+      for b in bench_parallax_decode bench_parallax_forward bench_parallax_backward; do
+        PLX_BENCH_FWD_DEFAULT_ONLY=1 timeout 150 $d/$b 2>&1 | sed "s|^|$(basename $d) $round |" >> "$OUT/ab.jsonl"
+      done
+    done
+  done
+  python3 bench/cuda/ab_summary.py "$OUT/ab.jsonl" | tee "$OUT/ab_summary.txt"
 fi
 if has bench || has bwd; then  # the speed targets from this call's numbers (bench/cuda/summarize.py)
   echo "== targets"; python3 bench/cuda/summarize.py "$OUT" | tee "$OUT/summary.txt"

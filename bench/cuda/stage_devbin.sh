@@ -2,13 +2,14 @@
 # bench/cuda/stage_devbin.sh — copy the test and benchmark binaries, and the shared libraries
 # they need that the device image may lack, into <build>/devbin (carried to the device).
 # usage: bench/cuda/stage_devbin.sh [build-dir]   (default build-cuda; every kernels_test_*
-# and bench_* executable of that build's tests/kernels and bench/cuda is staged)
+# and bench_* executable of that build's tests/kernels and bench/cuda is staged, and the plx tool
+# for `plx check --run cuda` on the golden suite)
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build-cuda}
 D=$BUILD/devbin
 rm -rf $D && mkdir -p $D/lib
-for b in $BUILD/tests/kernels/kernels_test_* $BUILD/bench/cuda/bench_* $BUILD/bench/cuda/probe_*; do
+for b in $BUILD/tests/kernels/kernels_test_* $BUILD/bench/cuda/bench_* $BUILD/bench/cuda/probe_* $BUILD/plx; do
   [ -f "$b" ] && [ -x "$b" ] || continue
   cp "$b" $D/ && strip $D/$(basename "$b")
 done

@@ -76,15 +76,11 @@ def main(d):
 
     f8 = next((r for r in fwd if r.get("mech") == "parallax" and r.get("L") == 8192), None)
     b8 = next((r for r in bwd if r.get("mech") == "parallax" and r.get("L") == 8192), None)
-    f8_ms = f8 and f8.get("default_ms", f8.get("v2_ms", f8.get("v1_ms")))
-    if f8 and "v3_ms" in f8:
-        v3 = f8["v3_ms"] if isinstance(f8["v3_ms"], dict) else {str(i): x for i, x in enumerate(f8["v3_ms"])}
-        f8["v3_ms"] = list(v3.values())
-        print("  forward L=8192 variants (ms): v1 %.3f, v2 %.3f (again %.3f), v3 by flags: %s"
-              % (f8["v1_ms"], f8["v2_ms"], f8.get("v2_again_ms", 0), ", ".join("%s: %.3f" % kv for kv in v3.items())))
+    f8_ms = f8 and f8.get("default_ms")
+    if f8 and "tma_ms" in f8:
+        print("  forward L=8192 by kernel (ms): mma_sync %.3f, wgmma %.3f, tma %.3f, auto %.3f (again %.3f)"
+              % (f8["mma_sync_ms"], f8["wgmma_ms"], f8["tma_ms"], f8["default_ms"], f8.get("default_again_ms", 0)))
     ok &= target("prefill forward (default dispatch), causal B=2 H=8 L=8192", f8_ms, ("forward", 8192), 1.9)
-    if f8 and "v3_ms" in f8:
-        ok &= target("prefill forward, best v3 variant", min(f8["v3_ms"]), ("forward", 8192), 1.9)
     ok &= target("forward + backward, same shape", b8 and b8.get("fwdbwd_ms"), ("fwdbwd", 8192), 2.4)
     return 0 if ok else 1
 

@@ -1,4 +1,4 @@
-// tests/fast/test_backward.cpp — fast::forward_backward gradients against the reference backward.
+// tests/fast/test_backward.cpp — fast::backward gradients against the reference backward.
 //
 // Charter: softmax and Parallax (both forms) on random problems: dq, dk, dv (and dr) must be
 // within 2x the error of the reference backward run in the candidate's precision (float, or
@@ -79,7 +79,7 @@ void property(const std::string& member, bool hazard = false) {
   RC_TAG(to_string(p.gen));
   RC_LOG() << problem_json_text(p) << "\n";
   const Inputs in = make_inputs(p);
-  const CandidateResult c = fast::forward_backward(p, in);
+  const CandidateResult c = fast::backward(p, in);
   const auto rs = check_grads(p, in, c);
   RC_LOG() << format_report(rs);
   for (const auto& r : rs) RC_ASSERT(r.passed);
@@ -99,7 +99,7 @@ Problem fixed(const std::string& member, int Lq, int Lkv, int D) {
 RC_GTEST_PROP(FastBackward, SoftmaxMatchesReference, ()) { property("softmax"); }
 RC_GTEST_PROP(FastBackward, ParallaxMatchesReference, ()) { property("parallax"); }
 RC_GTEST_PROP(FastBackward, ParallaxCentredMatchesReference, ()) { property("parallax_centred"); }
-// The same rule on the SPEC §7 hazard inputs (tests/support.hpp gen_hazard).
+// The same rule on the docs/math.md §7 hazard inputs (tests/support.hpp gen_hazard).
 RC_GTEST_PROP(FastBackward, HazardInputsMatchReference, ()) {
   property(*rc::gen::element<std::string>("softmax", "parallax", "parallax_centred"), true);
 }
@@ -109,7 +109,7 @@ TEST(FastBackward, MultiTile) {
   for (const char* m : {"softmax", "parallax"}) {
     const Problem p = fixed(m, 150, 170, 37);
     const Inputs in = make_inputs(p);
-    const auto rs = check_grads(p, in, fast::forward_backward(p, in));
+    const auto rs = check_grads(p, in, fast::backward(p, in));
     for (const auto& r : rs) EXPECT_TRUE(r.passed) << m << "\n" << format_report(rs);
   }
 }
@@ -118,8 +118,8 @@ TEST(FastBackward, BitIdenticalAcrossThreadCounts) {
   for (const char* m : {"softmax", "parallax"}) {
     const Problem p = fixed(m, 150, 170, 20);
     const Inputs in = make_inputs(p);
-    const auto a = with_threads(1, [&] { return fast::forward_backward(p, in); });
-    const auto b = with_threads(2, [&] { return fast::forward_backward(p, in); });
+    const auto a = with_threads(1, [&] { return fast::backward(p, in); });
+    const auto b = with_threads(2, [&] { return fast::backward(p, in); });
     EXPECT_TRUE(bit_identical(a, b)) << m;
   }
 }
@@ -130,5 +130,5 @@ TEST(FastBackward, DecodeIsRefused) {
   std::string why;
   EXPECT_FALSE(fast::supports_backward(p, &why));
   EXPECT_NE(why.find("decode"), std::string::npos) << why;
-  EXPECT_THROW(fast::forward_backward(p, make_inputs(p)), Error);
+  EXPECT_THROW(fast::backward(p, make_inputs(p)), Error);
 }

@@ -65,7 +65,7 @@ RC_GTEST_PROP(FastForward, ParallaxCentredMatchesReference, ()) { property("para
 RC_GTEST_PROP(FastForward, LlaMatchesReference, ()) { property("lla"); }
 RC_GTEST_PROP(FastForward, LlaCovMatchesReference, ()) { property("lla_cov"); }
 RC_GTEST_PROP(FastForward, LearnedQueryMatchesReference, ()) { property("learned_query"); }
-// The same rule on the SPEC §7 hazard inputs (tests/support.hpp gen_hazard), every member.
+// The same rule on the docs/math.md §7 hazard inputs (tests/support.hpp gen_hazard), every member.
 RC_GTEST_PROP(FastForward, HazardInputsMatchReference, ()) {
   property(*rc::gen::element<std::string>("softmax", "parallax", "parallax_centred", "lla", "lla_cov", "learned_query"),
            true);
@@ -117,7 +117,7 @@ TEST(FastForward, DecodeSplitKv) {
   }
 }
 
-// Decode equals the last row of the corresponding prefill (SPEC property), up to rounding:
+// Decode equals the last row of the corresponding prefill (docs/math.md property), up to rounding:
 // split-KV (3 chunks) vs one pass differ only in summation order, bound 4u sqrt(L) max|out|.
 TEST(FastForward, DecodeEqualsLastPrefillRow) {
   Problem pre = fixed("parallax", 40, 1500, 32, DType::F32);
@@ -141,7 +141,7 @@ TEST(FastForward, DecodeEqualsLastPrefillRow) {
   EXPECT_LE(err, 4 * 0x1p-24 * std::sqrt(1500.0) * mx) << "decode vs last prefill row";
 }
 
-// Empty rows (SPEC §1.4): W = 0 empties every row -> out exactly 0, lse -inf, no NaN.
+// Empty rows (docs/math.md §1.4): W = 0 empties every row -> out exactly 0, lse -inf, no NaN.
 TEST(FastForward, EmptyRowsAreExactZeros) {
   for (const char* m : {"softmax", "parallax", "lla", "learned_query"}) {
     Problem p = fixed(m, 7, 9, 5, DType::F32);
@@ -179,7 +179,7 @@ TEST(FastForward, BitIdenticalAcrossThreadCounts) {
 // D = 59 (AMX pads d to 64 in the packed K), Dv = D (AMX pads V^T to a multiple of 16 columns),
 // whole and partial key tiles (Lkv = 100 = 48 + 48 + 4), window, padding, GQA, and LLA (query
 // anchor: its fp32 probe is split into bf16 pieces on AMX; rounding it to bf16 would fail this
-// check, SPEC §7.2).
+// check, docs/math.md §7.2).
 TEST(FastForward, Bf16KernelSetsMatchReference) {
   for (bool fma : {false, true}) {
     fast::force_fma(fma);
@@ -326,7 +326,7 @@ TEST(FastForward, BadInputIsRejected) {
   EXPECT_THROW(fast::forward(p, in), Error);  // Inf
   in = good;
   in.dO.data[0] = std::nan("");
-  EXPECT_THROW(fast::forward_backward(p, in), Error);  // NaN upstream gradient
+  EXPECT_THROW(fast::backward(p, in), Error);  // NaN upstream gradient
   std::string why;
   Problem q = p;
   q.dtype = DType::F16;
@@ -344,7 +344,7 @@ TEST(FastForward, BadInputIsRejected) {
   q = fixed("lla", 5, 6, 4, DType::F32);
   EXPECT_TRUE(fast::supports(q, &why)) << why;
   EXPECT_FALSE(fast::supports_backward(q, &why));
-  EXPECT_THROW(fast::forward_backward(q, make_inputs(q)), Error);
+  EXPECT_THROW(fast::backward(q, make_inputs(q)), Error);
   q = p, q.Hq = 3;  // not a multiple of Hkv
   EXPECT_FALSE(fast::supports(q, &why));
   EXPECT_THROW(fast::forward(q, good), Error);

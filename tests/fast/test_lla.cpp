@@ -1,6 +1,6 @@
 // tests/fast/test_lla.cpp — the fast path's LLA solves (direct and CG) against the reference.
 //
-// Charter: CG and Jacobi-CG (SPEC §3.7) on both anchors, fp32 and fp64, through the same
+// Charter: CG and Jacobi-CG (docs/math.md §3.7) on both anchors, fp32 and fp64, through the same
 // out check as tests/fast/test_forward.cpp (2x a same-precision reference run of the same
 // CG, plus derived floors); the per-row solver report (iterations, converged flag) against
 // the reference's; CG at convergence equals the direct solve within the bound that follows
@@ -68,7 +68,7 @@ TEST(FastLla, CgFixedCasesMatchReference) {
 
 // The per-row report follows the reference's CG: with a cap of 3 iterations and a small ridge
 // some rows stop unconverged (iterations = 3, converged = 0), others converge early (the first
-// causal rows have |A| < D keys, so CG ends in <= |A| + 1 steps, SPEC §3.7). Iteration counts
+// causal rows have |A| < D keys, so CG ends in <= |A| + 1 steps, docs/math.md §3.7). Iteration counts
 // may differ by one where nrm' is within rounding of the threshold (the stopping test compares
 // a rounded squared norm with rtol max(atol, nrm0)); in fp64 vs double-double that is rare.
 TEST(FastLla, CgReportMatchesReference) {
@@ -103,13 +103,13 @@ TEST(FastLla, CgReportMatchesReference) {
   }
 }
 
-// SPEC property "exact solve equals CG at convergence". The stopping test nrm' <= rtol
+// docs/math.md property "exact solve equals CG at convergence". The stopping test nrm' <= rtol
 // max(atol, nrm0) with atol <= nrm0 gives ||res|| <= sqrt(rtol) ||y||, so
 // ||theta_cg - theta|| <= ||(C + lambda I)^-1|| ||res|| <= sqrt(rtol) ||y|| / lambda, and the
 // key-mean output moves by |sum_j p_j (dtheta.(k_j - kbar)) (v_j - vbar)| <=
 // ||dtheta|| max_j ||k_j - kbar|| 2 max|v| <= ||dtheta|| 2 max||k|| 2 max|v|; plus the fp64
 // rounding floor 1e-12 max|out| (both runs are fp64). Default tolerances (atol = rtol = 1e-12):
-// tighter ones stall on the 1e-10 in the step denominator (SPEC §3.7) before the test fires
+// tighter ones stall on the 1e-10 in the step denominator (docs/math.md §3.7) before the test fires
 // (measured: relative residual 3.5e-10 after 60 iterations with rtol = 1e-20).
 TEST(FastLla, CgAtConvergenceEqualsDirect) {
   Problem p = fixed_lla("lla_cov", SolverMethod::CG, 50, 50, 16, DType::F64);

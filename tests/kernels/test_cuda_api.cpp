@@ -140,8 +140,8 @@ TEST(CudaApiCheck, DecodeSpecific) {
   p.Hq = 6, p.Hkv = 4;
   expect_error([&] { check_params(p, Op::Decode); }, "'Hq'");
   p = valid(Op::Decode);
-  p.decode_version = 1;
-  expect_error([&] { check_params(p, Op::Decode); }, "'decode_version'");
+  p.decode_kernel = static_cast<DecodeKernel>(3);
+  expect_error([&] { check_params(p, Op::Decode); }, "'decode_kernel'");
   p = valid(Op::Decode);
   p.window = -2;
   expect_error([&] { check_params(p, Op::Decode); }, "'window'");
@@ -150,34 +150,25 @@ TEST(CudaApiCheck, DecodeSpecific) {
   expect_error([&] { check_params(p, Op::Decode); }, "'scale'");
 }
 
-TEST(CudaApiCheck, ForwardVersion) {
+TEST(CudaApiCheck, ForwardKernel) {
   AttnParams p = valid(Op::Forward);
-  p.forward_version = 4;
-  expect_error([&] { check_params(p, Op::Forward); }, "'forward_version'");
+  p.forward_kernel = static_cast<ForwardKernel>(4);
+  expect_error([&] { check_params(p, Op::Forward); }, "'forward_kernel'");
   p = valid(Op::Forward);
-  p.forward_version = -1;
-  expect_error([&] { check_params(p, Op::Forward); }, "'forward_version'");
-  for (int v : {1, 2, 3}) {  // every kernel takes the valid D = 128 launch
-    p = valid(Op::Forward);
-    p.forward_version = v;
-    EXPECT_NO_THROW(check_params(p, Op::Forward)) << "version " << v;
+  p.forward_kernel = static_cast<ForwardKernel>(-1);
+  expect_error([&] { check_params(p, Op::Forward); }, "'forward_kernel'");
+  for (ForwardKernel k : {ForwardKernel::Auto, ForwardKernel::MmaSync, ForwardKernel::Wgmma, ForwardKernel::Tma}) {
+    p = valid(Op::Forward);  // every kernel takes the valid D = 128 launch
+    p.forward_kernel = k;
+    EXPECT_NO_THROW(check_params(p, Op::Forward)) << name(k);
   }
-  for (int v : {2, 3}) {  // the wgmma kernels are D = 128 only
+  for (ForwardKernel k : {ForwardKernel::Wgmma, ForwardKernel::Tma}) {  // the wgmma kernels are D = 128 only
     p = valid(Op::Forward);
-    p.D = p.Dv = 64, p.forward_version = v;
+    p.D = p.Dv = 64, p.forward_kernel = k;
     p.q_head_stride = p.r_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = 64;
     expect_error([&] { check_params(p, Op::Forward); }, "D = 128 only");
-    p.forward_version = 1;
+    p.forward_kernel = ForwardKernel::MmaSync;
     EXPECT_NO_THROW(check_params(p, Op::Forward));
-  }
-  p = valid(Op::Forward);  // v3 variant flags: -1 (default) or a 6-bit set
-  for (int f : {-2, 64}) {
-    p.forward_flags = f;
-    expect_error([&] { check_params(p, Op::Forward); }, "'forward_flags'");
-  }
-  for (int f : {-1, 0, 63}) {
-    p.forward_flags = f;
-    EXPECT_NO_THROW(check_params(p, Op::Forward)) << "flags " << f;
   }
 }
 

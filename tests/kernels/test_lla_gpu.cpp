@@ -108,7 +108,7 @@ TEST(LlaApiCheck, RejectsWhatTheKernelsCannotTake) {
 
 // lla_forward's singular check (no device): a [B, Hq, Lq] status tensor with singular rows gives a
 // plx::NumericalError naming the first one in (b, h, i) order and the count; the other statuses
-// (ok, not converged, non-finite CG) are reported, not thrown (SPEC §7.5).
+// (ok, not converged, non-finite CG) are reported, not thrown (docs/math.md §7.5).
 TEST(LlaApiCheck, SingularStatusIsANumericalErrorNamingTheFirstRow) {
   Tensor<double> st({2, 4, 3}, double(cuda::kLlaOk));
   st(0, 1, 2) = cuda::kLlaNotConverged, st(0, 3, 0) = cuda::kLlaNonFinite;
@@ -237,7 +237,7 @@ Tensor<double> emulate(const Problem& p, const Inputs& in) {
             for (int c = r + 1; c < D; ++c) s -= L[c * D + r] * x[c];
             x[r] = s / L[r * D + r];
           }
-        } else {  // SPEC §3.7 literally, in float
+        } else {  // docs/math.md §3.7 literally, in float
           const bool jac = p.solver.method == SolverMethod::JacobiCG;
           std::vector<float> res = y, z(D), pd(D), Sp(D);
           auto dot = [&](const std::vector<float>& a, const std::vector<float>& c) {
@@ -265,7 +265,7 @@ Tensor<double> emulate(const Problem& p, const Inputs& in) {
           }
         }
         std::vector<float> o(Dv, 0.f);
-        if (query) {  // SPEC §3.2 as FlashLLA writes it: S_j = w_j (1 - rho.e_j) / d, out = sum S_j v_j
+        if (query) {  // docs/math.md §3.2 as FlashLLA writes it: S_j = w_j (1 - rho.e_j) / d, out = sum S_j v_j
           std::vector<float> ne(n);
           float Delta = om;
           for (int j = 0; j < n; ++j) {
@@ -277,7 +277,7 @@ Tensor<double> emulate(const Problem& p, const Inputs& in) {
           const float dd = Delta + (Delta > 0 ? eps : Delta < 0 ? -eps : (p.anchor_knobs.sgn0 == Sgn0::Plus ? eps : 0.f));
           for (int j = 0; j < n; ++j)
             for (int d = 0; d < Dv; ++d) o[d] += w[j] * (1 - ne[j]) / dd * V(j, d);
-        } else {  // SPEC §3.5 covariance form: out = vbar - sum_j p_j (theta.(k_j - kbar)) (v_j - vbar)
+        } else {  // docs/math.md §3.5 covariance form: out = vbar - sum_j p_j (theta.(k_j - kbar)) (v_j - vbar)
           o = vbar;
           for (int j = 0; j < n; ++j) {
             float t = 0;
@@ -317,12 +317,12 @@ struct Outcome {
 // (cond(C + lambda I): direct solves and the key-mean anchor; cond(Sigma/omega) = cond(C + delta
 // delta^T + lambda I): query-anchored CG). amp_r = 1 + alpha_r for query-anchored CG only: there the
 // output divides by Delta = omega (1 - rho.delta) = omega/(1 + alpha), formed by cancellation, which
-// multiplies the probe's relative error by 1 + alpha (SPEC §7.3); 1 otherwise (the kernels solve
-// the covariance system for direct solves, SPEC §3.5). Both from the reference's diagnostics.
+// multiplies the probe's relative error by 1 + alpha (docs/math.md §7.3); 1 otherwise (the kernels solve
+// the covariance system for direct solves, docs/math.md §3.5). Both from the reference's diagnostics.
 // CG rows the float64 reference itself left unconverged at cg_max_iters are not compared by default:
 // the truth there is the k-th iterate, which fp32 arithmetic (kernel and naive baseline alike) does
 // not track once CG loses orthogonality (measured: baseline errors up to 0.9 on outputs of size 1,
-// SPEC §7.5). Those rows must instead carry the kernel's not-converged flag when the reference's true
+// docs/math.md §7.5). Those rows must instead carry the kernel's not-converged flag when the reference's true
 // residual is clearly above the test (> 1e3 sqrt(rtol)), and be finite. compare_capped = true
 // compares them anyway (a few iterations, where fp32 still tracks float64).
 // The whole-tensor report (max abs/rel, ULPs, worst index, baseline) is printed on failure.
@@ -360,7 +360,7 @@ Outcome run_case(const Problem& p, const std::string& label, const cuda::LlaRunO
       for (int i = 0; i < p.Lq; ++i) {
         const int st = int(got.saved.at("status")(b, h, i));
         if (st != cuda::kLlaOk && st != cuda::kLlaNotConverged) ++nonfinite_status;
-        if (dg.at("empty")(b, h, i) != 0) {  // SPEC §1.4: exactly 0, status ok, no iterations
+        if (dg.at("empty")(b, h, i) != 0) {  // docs/math.md §1.4: exactly 0, status ok, no iterations
           any_empty = true;
           bool bad = st != cuda::kLlaOk || got.saved.at("cg_iters")(b, h, i) != 0;
           for (int d = 0; d < p.Dv; ++d) bad = bad || got.out(b, i, h, d) != 0.0;
@@ -501,7 +501,7 @@ TEST(LlaGpuDecode, MasksEmptyRowsFp16SmallLambdaMqa) {
       }
 }
 
-// Chunks are an exact partition (SPEC §6.2/§6.4): every split count gives the truth within the
+// Chunks are an exact partition (docs/math.md §6.2/§6.4): every split count gives the truth within the
 // tolerance, and any two split counts agree within twice that tolerance.
 TEST(LlaGpuDecode, SplitCountInvariance) {
   SKIP_WITHOUT_DEVICE();
@@ -584,7 +584,7 @@ TEST(LlaGpuForward, CausalWindowsGqaEmptyRows) {
     }
 }
 
-// SPEC §7.5: a CG that cannot meet the test within cg_max_iters must say so. lambda = 0.01 with
+// docs/math.md §7.5: a CG that cannot meet the test within cg_max_iters must say so. lambda = 0.01 with
 // anisotropic keys (cond(cov k) = 1e4) and 3 iterations: the reference does not converge either.
 TEST(LlaGpuCg, NonConvergenceIsFlagged) {
   SKIP_WITHOUT_DEVICE();
@@ -602,7 +602,7 @@ TEST(LlaGpuCg, NonConvergenceIsFlagged) {
       }
       // Key-mean anchor: the output is linear in the 3-iteration theta (no denominator), so it is
       // checked like any other. Query anchor: Delta_3 = omega (1 - rho_3.delta) of a far-from-converged
-      // rho_3 can sit near 0, so the output is not a stable function of the iterate (SPEC §7.3; the
+      // rho_3 can sit near 0, so the output is not a stable function of the iterate (docs/math.md §7.3; the
       // naive float baseline was off by 13 on outputs of size 8 here): only the flags are asserted.
       if (std::string(member) == "lla_cov") {
         const Outcome oc = run_case(p, std::string("3-iteration CG ") + member, {path, 3}, /*compare_capped=*/true);

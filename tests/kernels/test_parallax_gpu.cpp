@@ -1,7 +1,7 @@
 // tests/kernels/test_parallax_gpu.cpp — the CUDA decode and prefill kernels vs the reference.
 //
 // Charter: random problems from our RNG (edge lengths 1, 7, 63, 64, 65, 97, ..., GQA, windows,
-// start/used, empty rows, every SPEC §7 hazard generator), run through plx::cuda::forward
+// start/used, empty rows, every docs/math.md §7 hazard generator), run through plx::cuda::forward
 // (outputs poisoned with NaN first), compared by validation/compare to the float64
 // reference (truth) with the FlashAttention rule: kernel error <= 2 x the error of a
 // same-precision baseline + a derived floor. The baseline is emulate() below: float
@@ -29,7 +29,7 @@ double round_to(double x, DType t) {
 }
 
 // Same-precision baseline: float dot products and sums, exp in float, the shifted closed form
-// of SPEC §7.1 with z0 = zbar (the best shift), p1/p2 rounded to the input type when
+// of docs/math.md §7.1 with z0 = zbar (the best shift), p1/p2 rounded to the input type when
 // round_p (the prefill kernel's bf16/fp16 PV operands), output rounded to the input type.
 struct Emulated {
   Tensor<double> out, lse, zbar;
@@ -100,16 +100,16 @@ bool has_empty_row(const Problem& p) {
 }
 
 // Run one problem on the GPU and check out (and lse, zbar, vbar) against the truth.
-void check_case(Problem p, const std::string& label) {
+void check_case(Problem p, const std::string& label, const cuda::RunOptions& opt = {}) {
   SCOPED_TRACE(label + " seed=" + std::to_string(p.seed));
   const Inputs in = make_inputs(p);
   const Forward<double> truth = attention_forward<double>(p, in, ForwardOptions{true, false});
   const bool decode = p.Lq == 1;
   // The prefill kernel rounds p1, p2 to the input type before the PV mma (as FlashAttention);
-  // decode does not (v2: fp32 CUDA cores; v3: hi + lo pairs), so its baseline keeps P in fp32.
+  // decode does not (cuda_core: fp32; mma_sync: hi + lo pairs), so its baseline keeps P in fp32.
   const bool p_unrounded = decode;
   const Emulated base = emulate(p, in, /*round_p=*/!decode);
-  const CandidateResult got = cuda::forward(p, in);
+  const CandidateResult got = cuda::forward(p, in, opt);
   const double u = unit_roundoff(p.dtype);
   std::vector<TensorReport> reps;
   // Floor: the kernel must round each output to the input type once (<= u |out|), which a
@@ -167,20 +167,16 @@ Problem base_problem(const std::string& member, DType dt, int D, int B, int Hq, 
   return p;
 }
 
-struct SplitEnv {  // force the decode split count through PLX_CUDA_SPLITS for one scope
-  explicit SplitEnv(int s) {
-    if (s > 0) setenv("PLX_CUDA_SPLITS", std::to_string(s).c_str(), 1);
-    else unsetenv("PLX_CUDA_SPLITS");
-  }
-  ~SplitEnv() { unsetenv("PLX_CUDA_SPLITS"); }
-};
-struct ForwardVersionEnv {  // pick the prefill kernel (1 = mma.sync, 2 = wgmma, 3 = TMA + wgmma) for one scope
-  explicit ForwardVersionEnv(int v, int flags = -1) {
-    setenv("PLX_CUDA_FORWARD_VERSION", std::to_string(v).c_str(), 1);
-    if (flags >= 0) setenv("PLX_CUDA_FORWARD_FLAGS", std::to_string(flags).c_str(), 1);
-  }
-  ~ForwardVersionEnv() { unsetenv("PLX_CUDA_FORWARD_VERSION"), unsetenv("PLX_CUDA_FORWARD_FLAGS"); }
-};
+cuda::RunOptions splits_opt(int s, cuda::DecodeKernel k = cuda::DecodeKernel::Auto) {  // s = 0: the heuristic
+  cuda::RunOptions o;
+  o.num_splits = s, o.decode = k;
+  return o;
+}
+cuda::RunOptions forward_opt(cuda::ForwardKernel k) {
+  cuda::RunOptions o;
+  o.forward = k;
+  return o;
+}
 
 TEST(CudaDecode, EdgeLengthsGqaSplits) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device: decode kernels not run";
@@ -190,10 +186,10 @@ TEST(CudaDecode, EdgeLengthsGqaSplits) {
       for (int L : {1, 7, 63, 64, 65, 97, 1025})
         for (auto [Hq, Hkv] : {std::pair{2, 2}, std::pair{8, 2}, std::pair{6, 2}})
           for (int splits : {0, 1, 3}) {
-            SplitEnv env(splits);
             Problem p = base_problem(member, DType::BF16, D, 2, Hq, Hkv, 1, L, ++seed);
             check_case(p, std::string("decode ") + member + " D=" + std::to_string(D) + " L=" + std::to_string(L) +
-                              " Hq=" + std::to_string(Hq) + " Hkv=" + std::to_string(Hkv) + " splits=" + std::to_string(splits));
+                              " Hq=" + std::to_string(Hq) + " Hkv=" + std::to_string(Hkv) + " splits=" + std::to_string(splits),
+                       splits_opt(splits));
           }
 }
 
@@ -201,51 +197,50 @@ TEST(CudaDecode, MasksEmptyRowsFp16LargeR) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device: decode kernels not run";
   std::uint64_t seed = test::seed() + 1000;
   for (int splits : {0, 1, 4}) {
-    SplitEnv env(splits);
+    const cuda::RunOptions o = splits_opt(splits);
     // per-batch used/start incl. an empty row (used = 0) and start > 0, window
     Problem p = base_problem("parallax", DType::BF16, 128, 4, 8, 2, 1, 700, ++seed);
     p.used = {700, 333, 0, 129};
     p.start = {0, 17, 0, 128};
-    check_case(p, "decode used/start/empty splits=" + std::to_string(splits));
+    check_case(p, "decode used/start/empty splits=" + std::to_string(splits), o);
     p.window = 64;
-    check_case(p, "decode window 64 splits=" + std::to_string(splits));
+    check_case(p, "decode window 64 splits=" + std::to_string(splits), o);
     p.window = 0;
-    check_case(p, "decode window 0 (all rows empty)");
+    check_case(p, "decode window 0 (all rows empty)", o);
     Problem f = base_problem("parallax", DType::F16, 64, 2, 4, 4, 1, 300, ++seed);
-    check_case(f, "decode fp16");
+    check_case(f, "decode fp16", o);
     Problem m = base_problem("parallax", DType::BF16, 128, 2, 16, 1, 1, 513, ++seed);  // MQA, G = 16
-    check_case(m, "decode MQA G=16");
-    // SPEC §7.1 hazard: |zbar| >> sigma_z; the shift keeps the kernel at the baseline's error.
+    check_case(m, "decode MQA G=16", o);
+    // docs/math.md §7.1 hazard: |zbar| >> sigma_z; the shift keeps the kernel at the baseline's error.
     Problem lr = base_problem("parallax", DType::BF16, 128, 2, 8, 2, 1, 1024, ++seed);
     lr.gen = InputGen::LargeR;
-    check_case(lr, "decode LargeR splits=" + std::to_string(splits));
+    check_case(lr, "decode LargeR splits=" + std::to_string(splits), o);
   }
-  // B * Hkv >= 128, MHA, one split: the default dispatch picks v2 here (see parallax_decode.cu).
-  SplitEnv one(1);
+  // B * Hkv >= 128, MHA, one split: Auto picks the cuda_core kernel here (see parallax_decode.cu).
   for (const char* member : {"parallax", "softmax"}) {
     Problem big = base_problem(member, DType::BF16, 128, 64, 2, 2, 1, 97, ++seed);
-    check_case(big, std::string("decode auto-v2 dispatch ") + member);
+    check_case(big, std::string("decode auto cuda_core dispatch ") + member, splits_opt(1));
   }
 }
 
-// The CUDA-core decode (v2, fp32 p1/p2) on the same kind of cases, against the unrounded baseline.
-TEST(CudaDecode, V2CudaCoreKernel) {
+// The cuda_core decode (fp32 p1/p2) on the same kind of cases, against the unrounded baseline.
+TEST(CudaDecode, CudaCoreKernel) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device: decode kernels not run";
-  setenv("PLX_CUDA_DECODE_VERSION", "2", 1);
+  constexpr auto kCore = cuda::DecodeKernel::CudaCore;
   std::uint64_t seed = test::seed() + 500;
   for (const char* member : {"parallax", "softmax"})
     for (int L : {1, 63, 65, 1025})
       for (auto [Hq, Hkv] : {std::pair{2, 2}, std::pair{6, 2}, std::pair{16, 1}})
         for (int splits : {0, 3}) {
-          SplitEnv env(splits);
           Problem p = base_problem(member, DType::BF16, 128, 2, Hq, Hkv, 1, L, ++seed);
-          check_case(p, std::string("decode v2 ") + member + " L=" + std::to_string(L) + " Hq=" + std::to_string(Hq) +
-                            " Hkv=" + std::to_string(Hkv) + " splits=" + std::to_string(splits));
+          check_case(p, std::string("decode cuda_core ") + member + " L=" + std::to_string(L) + " Hq=" + std::to_string(Hq) +
+                            " Hkv=" + std::to_string(Hkv) + " splits=" + std::to_string(splits),
+                     splits_opt(splits, kCore));
         }
   Problem lr = base_problem("parallax", DType::BF16, 128, 2, 8, 2, 1, 1024, ++seed);
   lr.gen = InputGen::LargeR;
-  check_case(lr, "decode v2 LargeR");
-  // Every hazard generator through v2 (its shift is z0 = r.k_lo, the first key's z), bf16 and
+  check_case(lr, "decode cuda_core LargeR", splits_opt(0, kCore));
+  // Every hazard generator through the cuda_core kernel (its shift is z0 = r.k_lo, the first key's z), bf16 and
   // fp16, with one split and three.
   for (InputGen g : {InputGen::RmsNorm, InputGen::Anisotropic, InputGen::Outliers, InputGen::Sink,
                      InputGen::NearDuplicate, InputGen::LargeScale, InputGen::LargeR, InputGen::ZCancel,
@@ -253,13 +248,12 @@ TEST(CudaDecode, V2CudaCoreKernel) {
     for (const char* member : {"parallax", "parallax_centred", "softmax"})
       for (DType dt : {DType::BF16, DType::F16})
         for (int splits : {1, 3}) {
-          SplitEnv env(splits);
           Problem p = base_problem(member, dt, 128, 2, 4, 4, 1, 1025, ++seed);
           p.gen = g;
-          check_case(p, std::string("decode v2 hazard ") + to_string(g) + " " + member + " " + to_string(dt) +
-                            " splits=" + std::to_string(splits));
+          check_case(p, std::string("decode cuda_core hazard ") + to_string(g) + " " + member + " " + to_string(dt) +
+                            " splits=" + std::to_string(splits),
+                     splits_opt(splits, kCore));
         }
-  unsetenv("PLX_CUDA_DECODE_VERSION");
 }
 
 TEST(CudaForward, CausalEdgeLengths) {
@@ -301,9 +295,9 @@ TEST(CudaForward, MasksGqaWindowsEmptyRows) {
   check_case(lr, "forward LargeR");
 }
 
-// The prefill kernels (D = 128: v1 mma.sync, v2 wgmma, v3 warp-specialized TMA + wgmma in
-// each of its variants) on shapes that span several blocks and key tiles of every kernel: the
-// diagonal tile that only the upper consumer of a v3 block needs (the lower one skips it and
+// The prefill kernels (D = 128: mma_sync, wgmma, and the warp-specialized TMA + wgmma kernel)
+// on shapes that span several blocks and key tiles of every kernel: the diagonal tile that only
+// the upper consumer of a tma block needs (the lower one skips it and
 // still releases its stage), the skipped leading tiles of a window, GQA with Lq < Lkv
 // (end-aligned offset not a multiple of a tile), empty leading rows (Lq > Lkv), a ragged batch
 // (start/used: the last tile of a block is copied by the producer warp with the rows past
@@ -311,70 +305,61 @@ TEST(CudaForward, MasksGqaWindowsEmptyRows) {
 TEST(CudaForward, BothKernelsLongRows) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device: forward kernels not run";
   std::uint64_t seed = test::seed() + 6000;
-  // v3 flags: 0 plain, 1 ping-pong, 2 heads-fastest grid, 4 three consumers (64-key tiles), 8 three
-  // stages (two consumers), 16 look-ahead pipeline, 32 Parallax d2 from the reduced sums; 7, 9, 18,
-  // 24, 38 combined.
-  for (auto [version, flags] : {std::pair{1, -1}, {2, -1}, {3, 0}, {3, 1}, {3, 2}, {3, 4}, {3, 7}, {3, 9}, {3, 16},
-                                {3, 18}, {3, 24}, {3, 32}, {3, 38}}) {
-    ForwardVersionEnv env(version, flags);
-    const std::string v = " v" + std::to_string(version) + (flags >= 0 ? " flags " + std::to_string(flags) : "");
+  for (cuda::ForwardKernel k : {cuda::ForwardKernel::MmaSync, cuda::ForwardKernel::Wgmma, cuda::ForwardKernel::Tma}) {
+    const cuda::RunOptions o = forward_opt(k);
+    const std::string v = std::string(" ") + cuda::name(k);
     for (const char* member : {"parallax", "softmax"}) {
       Problem p = base_problem(member, DType::BF16, 128, 1, 4, 1, 700, 777, ++seed);  // MQA, Lq < Lkv
-      check_case(p, std::string(member) + v + " 700x777 MQA");
+      check_case(p, std::string(member) + v + " 700x777 MQA", o);
       p = base_problem(member, DType::BF16, 128, 2, 2, 2, 333, 300, ++seed);  // empty leading rows
-      check_case(p, std::string(member) + v + " 333x300");
+      check_case(p, std::string(member) + v + " 333x300", o);
       p = base_problem(member, DType::F16, 128, 1, 2, 1, 520, 520, ++seed);
       p.window = 200;
-      check_case(p, std::string(member) + v + " window 200 fp16");
+      check_case(p, std::string(member) + v + " window 200 fp16", o);
       p = base_problem(member, DType::BF16, 128, 2, 2, 1, 260, 600, ++seed);
       p.start = {40, 0}, p.used = {590, 257};
-      check_case(p, std::string(member) + v + " start/used");
+      check_case(p, std::string(member) + v + " start/used", o);
       for (InputGen g : {InputGen::Outliers, InputGen::LargeScale}) {
         p = base_problem(member, DType::BF16, 128, 1, 2, 2, 385, 385, ++seed);
         p.gen = g;
-        check_case(p, std::string(member) + v + " 385 " + to_string(g));
+        check_case(p, std::string(member) + v + " 385 " + to_string(g), o);
       }
     }
   }
 }
 
-// Without tensor maps (a CUDA driver lacking cuTensorMapEncodeTiled, simulated by the env hook
-// PLX_CUDA_NO_TENSOR_MAPS=1) the default D = 128 forward must run v2: its output is bitwise v2's
-// (and passes the rule), while an explicit request for v3 is a clear plx::Error, not a launch of
-// a kernel with garbage maps.
+// Without tensor maps (a CUDA driver lacking cuTensorMapEncodeTiled, simulated by
+// RunOptions::tensor_maps = false) the Auto D = 128 forward must run wgmma: its output is bitwise
+// wgmma's (and passes the rule), while an explicit request for tma is a clear plx::Error, not a
+// launch of a kernel with garbage maps.
 TEST(CudaForward, FallbackWithoutTensorMaps) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device";
   std::uint64_t seed = test::seed() + 6500;
   for (const char* member : {"parallax", "softmax"}) {
     Problem p = base_problem(member, DType::BF16, 128, 2, 4, 2, 300, 333, ++seed);
     const Inputs in = make_inputs(p);
-    CandidateResult v2;
-    {
-      ForwardVersionEnv env(2);
-      v2 = cuda::forward(p, in);
-    }
-    setenv("PLX_CUDA_NO_TENSOR_MAPS", "1", 1);
-    const CandidateResult fb = cuda::forward(p, in);  // default version: v3 without maps -> v2
+    const CandidateResult wg = cuda::forward(p, in, forward_opt(cuda::ForwardKernel::Wgmma));
+    cuda::RunOptions no_maps;
+    no_maps.tensor_maps = false;
+    const CandidateResult fb = cuda::forward(p, in, no_maps);  // Auto: tma without maps -> wgmma
     std::string err;
-    {
-      ForwardVersionEnv env(3);
-      try {
-        cuda::forward(p, in);
-      } catch (const Error& e) {
-        err = e.what();
-      }
+    cuda::RunOptions tma_no_maps = no_maps;
+    tma_no_maps.forward = cuda::ForwardKernel::Tma;
+    try {
+      cuda::forward(p, in, tma_no_maps);
+    } catch (const Error& e) {
+      err = e.what();
     }
-    check_case(p, std::string(member) + " fallback without tensor maps");  // the default, i.e. the fallback
-    unsetenv("PLX_CUDA_NO_TENSOR_MAPS");
-    ASSERT_EQ(fb.out.data.size(), v2.out.data.size());
+    check_case(p, std::string(member) + " fallback without tensor maps", no_maps);  // Auto, i.e. the fallback
+    ASSERT_EQ(fb.out.data.size(), wg.out.data.size());
     std::size_t diff = 0;
-    for (std::size_t i = 0; i < fb.out.data.size(); ++i) diff += !(fb.out.data[i] == v2.out.data[i]);
-    EXPECT_EQ(diff, 0u) << member << ": the fallback is not v2";
-    EXPECT_NE(err.find("cuTensorMapEncodeTiled"), std::string::npos) << member << ": explicit v3 gave '" << err << "'";
+    for (std::size_t i = 0; i < fb.out.data.size(); ++i) diff += !(fb.out.data[i] == wg.out.data[i]);
+    EXPECT_EQ(diff, 0u) << member << ": the fallback is not the wgmma kernel";
+    EXPECT_NE(err.find("cuTensorMapEncodeTiled"), std::string::npos) << member << ": explicit tma gave '" << err << "'";
   }
 }
 
-// SPEC §7 hazard generators through the decode kernels (split-KV with the default, 1 and 3
+// docs/math.md §7 hazard generators through the decode kernels (split-KV with the default, 1 and 3
 // splits; if `decode`) and the prefill kernel (if `prefill`), bf16 and fp16, against the same
 // rule as every other case.
 void hazard_cases(const std::vector<InputGen>& gens, const std::vector<const char*>& members, bool decode,
@@ -385,11 +370,11 @@ void hazard_cases(const std::vector<InputGen>& gens, const std::vector<const cha
         for (int splits : {0, 1, 3}) {
           ++seed;
           if (!decode) continue;
-          SplitEnv env(splits);
           Problem p = base_problem(member, dt, 128, 2, 8, 2, 1, 1025, seed);
           p.gen = g;
           check_case(p, std::string("decode hazard ") + to_string(g) + " " + member + " " + to_string(dt) +
-                            " splits=" + std::to_string(splits));
+                            " splits=" + std::to_string(splits),
+                     splits_opt(splits));
         }
         ++seed;
         if (!prefill) continue;
@@ -418,10 +403,10 @@ TEST(CudaForward, HazardInputs) {
 TEST(CudaDeterminism, RepeatIsBitwise) {
   if (skip_without_device()) GTEST_SKIP() << "no CUDA device";
   for (int Lq : {1, 77}) {
-    SplitEnv env(Lq == 1 ? 5 : 0);
+    const cuda::RunOptions o = splits_opt(Lq == 1 ? 5 : 0);
     Problem p = base_problem("parallax", DType::BF16, 128, 2, 8, 2, Lq, 999, test::seed() + 4000 + Lq);
     const Inputs in = make_inputs(p);
-    const CandidateResult a = cuda::forward(p, in), b = cuda::forward(p, in);
+    const CandidateResult a = cuda::forward(p, in, o), b = cuda::forward(p, in, o);
     ASSERT_EQ(a.out.data.size(), b.out.data.size());
     std::size_t diff = 0;
     for (std::size_t i = 0; i < a.out.data.size(); ++i) diff += !(a.out.data[i] == b.out.data[i]);

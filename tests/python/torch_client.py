@@ -4,14 +4,14 @@
 Charter: reads fixtures/golden/*.h5 with h5py only (schema v1, docs/fixtures.md), runs
 PyTorch on their inputs — torch.nn.functional.scaled_dot_product_attention for softmax
 (explicit boolean mask built from the fixture's problem: end-aligned causal, window,
-per-batch start/used; GQA via repeat_interleave) and a plain PyTorch Parallax (SPEC 4.1,
+per-batch start/used; GQA via repeat_interleave) and a plain PyTorch Parallax (docs/math.md §4.1,
 Algorithm 1, accumulator form) — writes candidate HDF5 files the way a harness would
 (float32 / float64, bf16/fp16 as uint16 bits with a 'format' attribute) and runs
 `plx check` on them. Asserts: every softmax and Parallax fixture passes (exit 0); two
 deliberately wrong candidates fail with exit 1 and a report that points at the cause:
 a start-aligned causal mask on an Lq != Lkv case (out, dk, dv flagged, O(1) error), and the
 FlashLLA "Detached" ridge gradient on an LLA case (forward passes, gradients fail).
-A third, fragile candidate (Algorithm 1 without the SPEC 7.1 shift) must fail on
+A third, fragile candidate (Algorithm 1 without the docs/math.md §7.1 shift) must fail on
 parallax_z_cancel_f32 (dq flagged): in fp32 it loses the digits the shift saves.
 Exit status: 0 all assertions hold, 1 otherwise (a missing torch is a failure, not a skip).
 """
@@ -49,7 +49,7 @@ def read_input(f, name):
 
 
 def allowed_mask(p):
-    """[B, Lq, Lkv] bool: the allowed key set A_i of SPEC 1.2 (end-aligned to the used length)."""
+    """[B, Lq, Lkv] bool: the allowed key set A_i of docs/math.md §1.2 (end-aligned to the used length)."""
     B, Lq, Lkv = p["B"], p["Lq"], p["Lkv"]
     m = np.zeros((B, Lq, Lkv), dtype=bool)
     for b in range(B):
@@ -94,15 +94,15 @@ def sdpa_softmax(p, t, mask):
     am = torch.from_numpy(mask)[:, None, :, :]  # True = attend
     nonempty = am.any(-1, keepdim=True)
     # SDPA gives NaN on a row with no allowed key (and NaN gradients); let such rows attend
-    # everything, then zero them: out = 0 and no gradient, as SPEC 1.4 requires.
+    # everything, then zero them: out = 0 and no gradient, as docs/math.md §1.4 requires.
     o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=am | ~nonempty, scale=p["tau"])
     o = torch.where(nonempty, o, torch.zeros_like(o))
     return o.permute(0, 2, 1, 3)
 
 
 def parallax_closed(p, t, mask, shift=True):
-    """SPEC 4.1 Algorithm 1 in plain PyTorch (accumulator form, safe pivot for empty rows), with
-    the per-row shift z -> z - z0 of SPEC 7.1 (z0 = the detached p1-weighted mean of z; the output
+    """docs/math.md §4.1 Algorithm 1 in plain PyTorch (accumulator form, safe pivot for empty rows), with
+    the per-row shift z -> z - z0 of docs/math.md §7.1 (z0 = the detached p1-weighted mean of z; the output
     is exactly invariant to z0, so autograd's gradient is unchanged). shift=False is Algorithm 1
     as written: it loses log10(zbar / sigma_z) digits, and on parallax_z_cancel_f32 its dq and dk
     fail the fp32 baseline rule (the deliberately fragile candidate below)."""
@@ -133,8 +133,8 @@ def parallax_closed(p, t, mask, shift=True):
 
 
 def lla_query_centred(p, t, mask, lam, detached):
-    """SPEC 3.2 LLA (direct solve) in float64 PyTorch; `detached` drops the ridge-omega term
-    from the gradient (FlashLLA's convention, SPEC 9.1) — a deliberately wrong gradient."""
+    """docs/math.md §3.2 LLA (direct solve) in float64 PyTorch; `detached` drops the ridge-omega term
+    from the gradient (FlashLLA's convention, docs/math.md §9.1) — a deliberately wrong gradient."""
     G = p["Hq"] // p["Hkv"]
     q = heads_first(t["q"])
     k = heads_first(t["k"]).repeat_interleave(G, dim=1)
@@ -281,7 +281,7 @@ def main():
                 if g in t:
                     expect(not t[g]["passed"], f"{name}: report flags '{g}' (gradients to the keys the mask dropped)")
 
-        # Fragile candidate: Algorithm 1 without the SPEC 7.1 shift, on the z - zbar cancellation
+        # Fragile candidate: Algorithm 1 without the docs/math.md §7.1 shift, on the z - zbar cancellation
         # fixture. It is not wrong in exact arithmetic; plx must still flag it, because in fp32 it
         # is worse than the same-precision baseline (measured 30 Nov: dq 6x, dk 2x the limit).
         path = os.path.join(a.fixtures, "parallax_z_cancel_f32.h5")

@@ -18,7 +18,7 @@
 
 namespace plx::test {
 
-// Magnitude of the terms in row i's output sums (SPEC §3.2, §4.1, §4.2):
+// Magnitude of the terms in row i's output sums (docs/math.md §3.2, §4.1, §4.2):
 //   scale_i = max(1, omega/|d|) * (1 + 2 zeta + 2 sigma) * max_j |v_j|,
 //   zeta = |theta| (max_j |k_j| + |q|),   sigma = tau |q| max_j |k_j|,
 // where theta is the row's probe (r, rho or theta), d its denominator (omega for key-mean

@@ -40,7 +40,7 @@ TEST(Backward, DecodeIsForwardOnly) {
     attention_backward<double>(p, in);
     FAIL() << "decode backward did not throw";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("decode is forward only (SPEC §6.1)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("decode is forward only (docs/math.md §6.1)"), std::string::npos) << e.what();
   }
 }
 
@@ -66,7 +66,7 @@ TEST(Backward, BadUpstreamGradientIsReportedWithIndex) {
   }
 }
 
-// lambda = 0 and a row with fewer than D + 1 keys: Sigma (rank <= |A|) is singular (SPEC §3.6).
+// lambda = 0 and a row with fewer than D + 1 keys: Sigma (rank <= |A|) is singular (docs/math.md §3.6).
 TEST(Backward, SingularRidgeSystemIsANumericalError) {
   for (const char* m : {"lla", "lla_cov"}) {
     Problem p = small(m);
@@ -76,7 +76,7 @@ TEST(Backward, SingularRidgeSystemIsANumericalError) {
   }
 }
 
-// Empty rows (end-aligned Lq > Lkv, window 0, start >= used) contribute exact zeros (SPEC §1.4).
+// Empty rows (end-aligned Lq > Lkv, window 0, start >= used) contribute exact zeros (docs/math.md §1.4).
 TEST(Backward, EmptyRowsGiveExactZeroGradients) {
   for (const char* m : kMembers) {
     Problem p = small(m);

@@ -1,8 +1,8 @@
 // tests/reference/test_forward.cpp — fixed regression cases of the reference forward (double).
 //
 // Charter: cases that run outside the random loop: the mask convention on hand-worked rows
-// (SPEC §1.2, §6.1 and the window rule), first-token rows (SPEC §7.2), two-key rows against
-// closed forms written out here from SPEC §2-§4 in long double, and awkward sizes (L = 97,
+// (docs/math.md §1.2, §6.1 and the window rule), first-token rows (docs/math.md §7.2), two-key rows against
+// closed forms written out here from docs/math.md §2-§4 in long double, and awkward sizes (L = 97,
 // 1025; D = 59) for closed-vs-centred Parallax and LLA forms. Random identities live in
 // test_forward_props.cpp. Tolerances: forward_bounds.hpp, or stated beside the check.
 #include <gtest/gtest.h>
@@ -16,8 +16,8 @@ namespace {
 constexpr double u = 0x1p-53;
 }
 
-// SPEC §1.2: end-aligned causal mask, a window keeps W keys including the diagonal,
-// start/used restrict the keys; with used < Lkv the mask aligns to used (SPEC §6.1).
+// docs/math.md §1.2: end-aligned causal mask, a window keeps W keys including the diagonal,
+// start/used restrict the keys; with used < Lkv the mask aligns to used (docs/math.md §6.1).
 TEST(ReferenceForward, MaskConventionOnHandWorkedRows) {
   Problem p;
   p.Lq = 3, p.Lkv = 5;  // P_i = 5 - 3 + i = 2, 3, 4
@@ -29,7 +29,7 @@ TEST(ReferenceForward, MaskConventionOnHandWorkedRows) {
   EXPECT_EQ(rr(2), std::pair(3, 5));
   p.window = 0;  // W = 0 empties every row
   EXPECT_TRUE(row_range(p, 0, 1).empty());
-  p.window = -1, p.used = {4}, p.start = {1};  // P_i = used - Lq + i = 1, 2, 3 (SPEC §6.1 alignment)
+  p.window = -1, p.used = {4}, p.start = {1};  // P_i = used - Lq + i = 1, 2, 3 (docs/math.md §6.1 alignment)
   EXPECT_EQ(rr(0), std::pair(1, 2));
   EXPECT_EQ(rr(2), std::pair(1, 4));
   p.Lq = 1;  // decode: P = used - 1 = 3
@@ -42,7 +42,7 @@ TEST(ReferenceForward, MaskConventionOnHandWorkedRows) {
   EXPECT_EQ(rr(0), std::pair(0, 5));
 }
 
-// SPEC §7.2: a row with one key returns v_0. The centred / covariance forms get it exactly
+// docs/math.md §7.2: a row with one key returns v_0. The centred / covariance forms get it exactly
 // (c_j = p_j (z_j - zbar) = 0 exactly, S_0 = 1); the accumulator forms compute
 // v_0 (1 + z_0) - z_0 v_0 (Parallax) or w n_0 / d (LLA) and may round: limit
 // (8 + 2D) u (1 + |z_0|) |v_0| for Parallax (dot product D u |z_0|, four O(1) operations),
@@ -52,7 +52,7 @@ TEST(ReferenceForward, FirstTokenRowReturnsFirstValue) {
     Problem p;
     set_member(p, m);
     p.B = 1, p.Hq = p.Hkv = 1, p.Lq = p.Lkv = 4, p.D = 5, p.Dv = 3, p.seed = 21;
-    p.r_scale = 1e3;  // |z_0| ~ 1e3 sqrt(D): the closed form's cancellation of SPEC §7.1
+    p.r_scale = 1e3;  // |z_0| ~ 1e3 sqrt(D): the closed form's cancellation of docs/math.md §7.1
     p.anchor_knobs.delta_eps = 0;
     Inputs in = make_inputs(p);
     auto F = attention_forward<double>(p, in, saved_diag());
@@ -71,7 +71,7 @@ TEST(ReferenceForward, FirstTokenRowReturnsFirstValue) {
   }
 }
 
-// Two keys, D = Dv = 1, no mask: closed forms from SPEC in long double, written out here.
+// Two keys, D = Dv = 1, no mask: closed forms from docs/math.md in long double, written out here.
 //   p_j = softmax(tau q k_j); vbar = sum p v; kbar = sum p k; C = p0 p1 (k1 - k0)^2;
 //   Cov(k, v) = p0 p1 (k1 - k0)(v1 - v0); Parallax: out = vbar - r Cov; LLA (§3.5):
 //   theta = (kbar - q) / (C + lambda), out = vbar - theta Cov.

@@ -135,7 +135,7 @@ TEST(ForwardBadInput, NonFiniteInputsReportTensorAndIndex) {
     expect_error([&] { forward(p, bad); }, {"tensor 'r'", "[0, 4, 2, 0]"});
   }
   {
-    // A NaN in a padded (masked) key position is still rejected: SPEC §7.8 requires finite padding.
+    // A NaN in a padded (masked) key position is still rejected: docs/math.md §7.8 requires finite padding.
     Problem pp = p;
     pp.used = {3, 6};
     Inputs bad = make_inputs(pp);

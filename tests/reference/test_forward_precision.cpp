@@ -3,7 +3,7 @@
 // Charter: the same algorithm run at 50 digits (bf50), in quad-double (~62 digits) and at 60-digit MPFR must agree with
 // the 100-digit run (bf100) to within c u (1 + kappa) scale_i of the lower precision (about
 // 1e-47 relative for the tiny random problems used here, far inside the brief's 1e-45), for
-// every member; a few SPEC identities are checked again in double-double; empty rows are
+// every member; a few docs/math.md identities are checked again in double-double; empty rows are
 // exactly 0 in every extended scalar. Tiny shapes (L <= 7, D <= 4): multiprecision is slow.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
@@ -100,7 +100,7 @@ RC_GTEST_PROP(ForwardPrecision, QuadDoubleAgreesWithBf100, ()) {
   agrees_with_bf100<qd4>(*gen_tiny(*gen_member()), 0x1p-200);
 }
 
-// SPEC §3.5 and §4.2 identities again in dd (forms differ only by rounding, 2^-100 level).
+// docs/math.md §3.5 and §4.2 identities again in dd (forms differ only by rounding, 2^-100 level).
 RC_GTEST_PROP(ForwardPrecision, DdFormsAgree, ()) {
   const bool lla = *rc::gen::arbitrary<bool>();
   Problem p = *gen_tiny(lla ? "lla" : "parallax");
@@ -116,7 +116,7 @@ RC_GTEST_PROP(ForwardPrecision, DdFormsAgree, ()) {
   RC_ASSERT(f.empty());
 }
 
-// Empty rows are exactly 0 (no NaN) in every extended scalar (SPEC §1.4).
+// Empty rows are exactly 0 (no NaN) in every extended scalar (docs/math.md §1.4).
 template <class T> void empty_rows_zero(const std::string& member) {
   Problem p;
   set_member(p, member);

@@ -1,7 +1,7 @@
-// tests/reference/test_forward_props.cpp — SPEC identities of the reference forward, as
+// tests/reference/test_forward_props.cpp — docs/math.md identities of the reference forward, as
 // rapidcheck properties over random edge shapes (double).
 //
-// Charter: each property is one identity of SPEC §3-§4 (family endpoints, forms of the same
+// Charter: each property is one identity of docs/math.md §3-§4 (family endpoints, forms of the same
 // member, invariances, masks, decode, GQA, CG vs Cholesky, empty rows, diagnostics), checked
 // row by row with a tolerance c u (1 + kappa) scale_i derived in forward_bounds.hpp. Inputs
 // come from plx's seeded generator; tensors the test builds are NaN-poisoned first. Split-KV
@@ -30,7 +30,7 @@ rc::Gen<std::string> gen_member() {
 }
 
 // Query-anchored members divide by d = Delta + delta_eps sgn(Delta); the identities below
-// are statements about delta_eps = 0 (SPEC §3.4).
+// are statements about delta_eps = 0 (docs/math.md §3.4).
 Problem no_eps(Problem p) {
   p.anchor_knobs.delta_eps = 0;
   return p;
@@ -52,7 +52,7 @@ std::string why_two_runs() { return "2 (66 + D + 8) u (1 + kappa_i) scale_i: two
 
 Tensor<double> poisoned(std::vector<std::size_t> shape) { return Tensor<double>(std::move(shape), kNaN); }
 
-// Independent textbook LLA intercept (SPEC §3.4), in long double: weighted least squares of
+// Independent textbook LLA intercept (docs/math.md §3.4), in long double: weighted least squares of
 // v on [1, k - q] with rows scaled by sqrt(w_j) and D ridge rows sqrt(lambda omega) I, by QR.
 Tensor<double> lla_textbook_wls(const Problem& p, const Inputs& in) {
   using LD = long double;
@@ -102,7 +102,7 @@ std::vector<int> permutation(int n, std::uint64_t seed) {
 
 }  // namespace
 
-// SPEC §4.2: r = 0 gives softmax exactly (both Parallax forms).
+// docs/math.md §4.2: r = 0 gives softmax exactly (both Parallax forms).
 RC_GTEST_PROP(ForwardProps, ParallaxZeroProbeIsSoftmax, ()) {
   Problem p = *gen_problem("softmax");
   Inputs in = make_inputs(p);
@@ -119,7 +119,7 @@ RC_GTEST_PROP(ForwardProps, ParallaxZeroProbeIsSoftmax, ()) {
   }
 }
 
-// SPEC §4.1 vs §4.2: the accumulator (closed) form equals the centred form.
+// docs/math.md §4.1 vs §4.2: the accumulator (closed) form equals the centred form.
 RC_GTEST_PROP(ForwardProps, ParallaxClosedEqualsCentred, ()) {
   Problem p = *gen_problem("parallax");
   p.r_scale = *rc::gen::element(0.5, 3.0);
@@ -134,7 +134,7 @@ RC_GTEST_PROP(ForwardProps, ParallaxClosedEqualsCentred, ()) {
   RC_ASSERT(f.empty());
 }
 
-// SPEC §3.4/§3.5: LLA query-centred = textbook WLS intercept (Eigen QR, long double) =
+// docs/math.md §3.4/§3.5: LLA query-centred = textbook WLS intercept (Eigen QR, long double) =
 // covariance form, with delta_eps = 0.
 RC_GTEST_PROP(ForwardProps, LlaQueryCentredEqualsWlsEqualsCovariance, ()) {
   Problem p = no_eps(*gen_problem("lla", 33));
@@ -154,7 +154,7 @@ RC_GTEST_PROP(ForwardProps, LlaQueryCentredEqualsWlsEqualsCovariance, ()) {
   RC_ASSERT(f3.empty());
 }
 
-// SPEC §4.3 key identity: Parallax with the per-row probe r = theta (taken from lla_cov's
+// docs/math.md §4.3 key identity: Parallax with the per-row probe r = theta (taken from lla_cov's
 // saved probe) reproduces LLA; and theta = (1 + alpha) rho, Delta = omega / (1 + alpha) (§3.5).
 RC_GTEST_PROP(ForwardProps, ParallaxWithLlaThetaIsLla, ()) {
   Problem pl = no_eps(*gen_problem("lla"));
@@ -213,7 +213,7 @@ RC_GTEST_PROP(ForwardProps, ParallaxWithLlaThetaIsLla, ()) {
       }
 }
 
-// SPEC §3.1: LLA -> softmax as lambda -> inf at rate 1/lambda. out - vbar = -delta^T (C + lambda I)^-1
+// docs/math.md §3.1: LLA -> softmax as lambda -> inf at rate 1/lambda. out - vbar = -delta^T (C + lambda I)^-1
 // Cov(k, v), so err(lambda) / err(10 lambda) = 10 (1 + O(||C|| / lambda)). Inputs are Irwin-Hall
 // normals (|x| <= 6), so ||C|| <= max_j |k_j|^2 <= 36 D <= 576 and with lambda = 1e5 the ratio
 // lies in 10 (1 +- 2 * 0.006) = [9.88, 10.12]; rounding adds <= 1e-9 relative (err >= 1e-6).
@@ -240,7 +240,7 @@ RC_GTEST_PROP(ForwardProps, LlaLargeLambdaTendsToSoftmaxAtRateOneOverLambda, ())
   RC_ASSERT(std::abs(e1 / e2 - 10.0) <= 0.15);
 }
 
-// SPEC §10: LLA at lambda = 0 reproduces affine targets v = a + B k exactly (non-causal,
+// docs/math.md §10: LLA at lambda = 0 reproduces affine targets v = a + B k exactly (non-causal,
 // |A| >= D + 1 keys in general position): out_i = a + B q_i.
 RC_GTEST_PROP(ForwardProps, LlaLambdaZeroReproducesAffineTargets, ()) {
   Problem p = no_eps(*gen_problem(*rc::gen::element<std::string>("lla", "lla_cov"), 33));
@@ -347,7 +347,7 @@ RC_GTEST_PROP(ForwardProps, CausalPrefixIgnoresLaterTokens, ()) {
   RC_ASSERT(f.empty());
 }
 
-// Decode (Lq = 1, SPEC §6.1) equals the last row of prefill, padding and windows included.
+// Decode (Lq = 1, docs/math.md §6.1) equals the last row of prefill, padding and windows included.
 RC_GTEST_PROP(ForwardProps, DecodeIsLastPrefillRow, ()) {
   Problem p = no_eps(*gen_problem(*gen_member()));
   Inputs in = make_inputs(p);
@@ -372,7 +372,7 @@ RC_GTEST_PROP(ForwardProps, DecodeIsLastPrefillRow, ()) {
   RC_ASSERT(f.empty());
 }
 
-// GQA (query head h reads kv head h / G, SPEC §1.1) equals MHA with the kv heads repeated.
+// GQA (query head h reads kv head h / G, docs/math.md §1.1) equals MHA with the kv heads repeated.
 RC_GTEST_PROP(ForwardProps, GqaEqualsRepeatedMha, ()) {
   Problem p = no_eps(*gen_problem(*gen_member()));
   p.Hq = p.Hkv * *rc::gen::element(2, 3);
@@ -394,7 +394,7 @@ RC_GTEST_PROP(ForwardProps, GqaEqualsRepeatedMha, ()) {
   RC_ASSERT(f.empty());
 }
 
-// SPEC §3.7 CG on well-conditioned systems (lambda >= 1, cg_max_iters = 4 D + 8 > D):
+// docs/math.md §3.7 CG on well-conditioned systems (lambda >= 1, cg_max_iters = 4 D + 8 > D):
 // (a) the reported true residual matches one recomputed here in long double, within the
 //     rounding of A x - y, (D + 66 + 8) u (||A|| |x| + |y|) / |y|, plus the rounding of the
 //     reference's double A and y themselves (derived at the check);
@@ -423,7 +423,7 @@ RC_GTEST_PROP(ForwardProps, CgMatchesDirectSolve, ()) {
         const RowRange R = row_range(p, b, i);
         if (R.empty()) continue;
         const int g = h / p.group(), n = R.size(), D = p.D;
-        // The system, rebuilt in long double from the definitions (SPEC §3.2 / §3.5).
+        // The system, rebuilt in long double from the definitions (docs/math.md §3.2 / §3.5).
         std::vector<LD> w(n);
         LD m = -std::numeric_limits<LD>::infinity(), omega = 0;
         for (int j = 0; j < n; ++j) {
@@ -495,7 +495,7 @@ RC_GTEST_PROP(ForwardProps, CgMatchesDirectSolve, ()) {
       }
 }
 
-// SPEC §1.4: empty rows (window 0, Lq > Lkv causal, start >= used) give exactly 0, lse = -inf,
+// docs/math.md §1.4: empty rows (window 0, Lq > Lkv causal, start >= used) give exactly 0, lse = -inf,
 // omega = 0, the empty flag, and no NaN anywhere.
 RC_GTEST_PROP(ForwardProps, EmptyRowsAreExactlyZero, ()) {
   Problem p = no_eps(*gen_problem(*gen_member()));
@@ -524,7 +524,7 @@ RC_GTEST_PROP(ForwardProps, EmptyRowsAreExactlyZero, ()) {
   RC_ASSERT(empties > 0);
 }
 
-// SPEC §7 diagnostics: n_keys = |A_i|; ESS in [1, |A_i|]; |sum S - 1| at rounding level for
+// docs/math.md §7 diagnostics: n_keys = |A_i|; ESS in [1, |A_i|]; |sum S - 1| at rounding level for
 // delta_eps = 0; for solver probes (1 + alpha) = omega / Delta in the query-centred member.
 RC_GTEST_PROP(ForwardProps, DiagnosticsAreConsistent, ()) {
   Problem p = no_eps(*gen_problem(*gen_member()));
@@ -566,7 +566,7 @@ RC_GTEST_PROP(ForwardProps, DiagnosticsAreConsistent, ()) {
       }
 }
 
-// SPEC §4.3 table: block-diagonal LLA (b < D) equals Parallax with r = rho / (1 - rho.delta),
+// docs/math.md §4.3 table: block-diagonal LLA (b < D) equals Parallax with r = rho / (1 - rho.delta),
 // delta = kbar - q (computed here in long double from the definitions), delta_eps = 0.
 RC_GTEST_PROP(ForwardProps, BlockDiagonalLlaIsParallax, ()) {
   Problem p = no_eps(*gen_problem("lla", 33));

@@ -2,7 +2,7 @@
 //
 // Charter: every member's analytic backward (bf100) agrees with forward-mode AD and with
 // FD-Richardson of the reference forward to 1e-40 relative, on rapidcheck shapes (directional
-// derivatives) and per element on fixed edge cases; SPEC §9.1 regression (Detached = Exact minus
+// derivatives) and per element on fixed edge cases; docs/math.md §9.1 regression (Detached = Exact minus
 // the eps_r term, and only Exact matches the oracles); CG backward = direct backward to the CG
 // solve accuracy; the validation API flags a wrong candidate. Prints the measured errors.
 #include <gtest/gtest.h>
@@ -138,13 +138,13 @@ TEST(Gradcheck, PerElementAgainstForwardAdAndFd) {
   }
 }
 
-// SPEC §9.1 regression. With delta_eps = 0 (so the pivot term vanishes identically), the Exact and
+// docs/math.md §9.1 regression. With delta_eps = 0 (so the pivot term vanishes identically), the Exact and
 // Detached backwards differ by exactly the eps_r term, whose size follows from dlambda alone:
 // eps_r_i = -lambda_i u.rho = lambda_i dlambda_i / omega_i, hence
 //   Exact - Detached:  dq_i = tau lambda_i dlambda_i kbar_i,   dk_j = tau sum_i lambda_i dlambda_i p_ij q_i,
 // dv and dlambda unchanged. Exact matches forward AD (1e-40); Detached misses it by that amount.
 TEST(Gradcheck, DetachedRidgeGradientMissesExactlyEpsR) {
-  std::printf("SPEC 9.1: FlashLLA-convention (Detached) vs forward AD, rel. max-norm error of (dq, dk):\n");
+  std::printf("docs/math.md §9.1: FlashLLA-convention (Detached) vs forward AD, rel. max-norm error of (dq, dk):\n");
   for (double lambda : {0.05, 0.5, 10.0}) {
     Problem p = fixed_case("lla");
     p.solver.lambda = lambda, p.solver.lambda_per_row = false, p.anchor_knobs.delta_eps = 0;
@@ -205,7 +205,7 @@ TEST(Gradcheck, DetachedRidgeGradientMissesExactlyEpsR) {
 // A u = dL/dtheta of reference/backward.hpp), max over rows, in bf100. Its right-hand side is
 // rebuilt here from the same quantities: key-mean anchor (lla_cov): dtheta = sum_j gu_j k_j,
 // gu = -p (G - b); query anchor, accumulator form (lla): dtheta = beta mu - T (docs/gradients.md).
-// Why it is needed: SPEC §3.7's step a = r.z / (p.A p + 1e-10) has an absolute 1e-10, so a CG
+// Why it is needed: docs/math.md §3.7's step a = r.z / (p.A p + 1e-10) has an absolute 1e-10, so a CG
 // solve's error scales like 1e-10 / |rhs|^2; the adjoint right-hand side is often 0.05-0.3 in
 // norm against 1-4 for the forward's, and that solve can stall unconverged after all its
 // iterations with errors of 1e-6..3e-5 while the forward's sits at 1e-9..1e-11 (a random-seed

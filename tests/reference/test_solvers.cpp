@@ -1,5 +1,5 @@
-// tests/reference/test_solvers.cpp — the SPEC §3.7 solvers on their own, including the branches a
-// well-conditioned attention problem never takes: CG that runs out of iterations (SPEC §7.5:
+// tests/reference/test_solvers.cpp — the docs/math.md §3.7 solvers on their own, including the branches a
+// well-conditioned attention problem never takes: CG that runs out of iterations (docs/math.md §7.5:
 // reported, not thrown), CG on a non-finite system, and a singular system for Cholesky.
 #include <gtest/gtest.h>
 
@@ -50,7 +50,7 @@ TEST(Solvers, CgOutOfIterationsIsReported) {
 }
 
 // Enough iterations: converged, and x solves the system to the accuracy the stopping test and
-// the conditioning allow. SPEC §3.7's step is nrm / (p.Ap + 1e-10): the absolute 1e-10 biases
+// the conditioning allow. docs/math.md §3.7's step is nrm / (p.Ap + 1e-10): the absolute 1e-10 biases
 // every step once p.Ap is that small, so a solve can only converge while p.Ap >> 1e-10; the
 // right-hand side is scaled by 1e3 to keep it there (|r| >= 1e3 * 4 * 1e-6 at the stop, A >= I).
 // Stopping test: r.z <= rtol * r0.z0 with z = M^-1 r, M = I or diag(A) (diag entries in [1, 100]
@@ -72,7 +72,7 @@ TEST(Solvers, CgConvergesAndAgreesWithCholesky) {
   }
 }
 
-// The other side of the same SPEC detail: asked for more accuracy than the 1e-10 bias allows
+// The other side of the same docs/math.md detail: asked for more accuracy than the 1e-10 bias allows
 // (squared-norm rtol 1e-24), CG stalls and says so instead of claiming convergence.
 TEST(Solvers, CgStallBelowSpecRegulariserIsReported) {
   const int n = 16;

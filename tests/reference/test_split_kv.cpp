@@ -2,7 +2,7 @@
 //
 // Charter: for every row of random problems, the allowed keys are split into a random
 // partition (random chunk count, uniformly random assignment, so empty chunks occur, in
-// random order); the raw-accumulator combine (SPEC §6.2), the centred Chan combine (§6.3)
+// random order); the raw-accumulator combine (docs/math.md §6.2), the centred Chan combine (§6.3)
 // and LLA's two-pass decode (§6.4) must reproduce attention_forward's row within a derived
 // rounding bound. Empty rows (all chunks empty) must give exactly 0. Double precision.
 #include <gtest/gtest.h>
@@ -73,7 +73,7 @@ RC_GTEST_PROP(SplitKv, CombinesEqualSinglePass, ()) {
                                 ? lla_decode_split(d.q, d.K, d.V, chunks, tau, in.lambda(b, h, i))
                                 : Vec<double>(Vec<double>::Zero(p.Dv));
         for (int e = 0; e < p.Dv; ++e) raw(b, i, h, e) = o_raw(e), cen(b, i, h, e) = o_cen(e), lla(b, i, h, e) = o_lla(e);
-        if (R.empty())  // SPEC §1.4 / §7.8: all chunks empty -> exactly 0, never -inf - -inf
+        if (R.empty())  // docs/math.md §1.4 / §7.8: all chunks empty -> exactly 0, never -inf - -inf
           for (int e = 0; e < p.Dv; ++e) RC_ASSERT(o_raw(e) == 0.0 && o_cen(e) == 0.0 && o_lla(e) == 0.0);
       }
   auto lim = [&](int b, int h, int i) {

@@ -112,6 +112,28 @@ TEST(Cli, BadInputIsExitTwoWithAMessage) {
   }
 }
 
+// The environment is read at the tool's edge only (validation/environment.cpp): every variable is
+// listed in --help, and a bad value is bad input (exit 2 naming the variable), before any work.
+TEST(Cli, EnvironmentIsParsedAtTheEdgeAndDocumented) {
+  PlxRun r = run_plx("--help");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  for (const char* v : {"PLX_SHA256_PORTABLE", "ref-double"}) EXPECT_TRUE(has(r.out, v)) << v << "\n" << r.out;
+  const PlxRun ch = run_plx("check --help");  // the registered backends, each with its summary
+  for (const char* v : {"ref-double:", "fast:"}) EXPECT_TRUE(has(ch.out, v)) << v << "\n" << ch.out;
+  if (has(ch.out, "cuda:"))  // built with the CUDA kernels: their settings are listed too
+    for (const char* v : {"PLX_CUDA_FORWARD", "PLX_CUDA_DECODE", "PLX_CUDA_BACKWARD", "PLX_CUDA_SPLITS", "PLX_CUDA_TENSOR_MAPS"})
+      EXPECT_TRUE(has(r.out, v)) << v << "\n" << r.out;
+  const std::string cmd = "PLX_SHA256_PORTABLE=maybe " + std::string(PLX_BINARY) + " inspect " + shared().fixture + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, f)) out += buf;
+  const int st = pclose(f);
+  EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 2) << out;
+  EXPECT_TRUE(has(out, "PLX_SHA256_PORTABLE")) << out;
+}
+
 TEST(Cli, InspectShowsProblemProvenanceAndContents) {
   PlxRun r = run_plx("inspect " + shared().fixture);
   EXPECT_EQ(r.rc, 0) << r.out;

@@ -4,7 +4,7 @@
 //
 // Each supported fixture must pass its recommended tolerance (the 2x same-precision-baseline
 // rule with its derived floor, validation/check.hpp). Where the same-precision baseline cannot
-// run in the candidate's precision (the fp32 reference's ridge solve is singular, SPEC §7.3:
+// run in the candidate's precision (the fp32 reference's ridge solve is singular, docs/math.md §7.3:
 // lla_near_zero_delta_f32), `out` is judged by the conditioning bound instead
 // (validation/conditioning.hpp: per-row limits from cond(C + lambda I)); a report still on the
 // float64 fallback baseline (no rule applies) counts as not judged. Not judged, and counted:
@@ -141,7 +141,7 @@ TEST(ConditioningRule, FastPathPassesOnNearZeroDelta) {
 // Plausible bugs fail it: a relative error of 1e-2 or 1e-4 in every entry of out (measured
 // 2026-11-29: worst error/limit 876 and 8.8, on 489 and 88 of 528 entries; the limits are the
 // floor 1.0e-4 on well-conditioned rows and up to 1.8e-2 per row), and the ridge off by a
-// factor 2 (SPEC §3.1: the code's lambda is 2 lambda_paper / omega, so mixing the conventions
+// factor 2 (docs/math.md §3.1: the code's lambda is 2 lambda_paper / omega, so mixing the conventions
 // gives 2x or omega x) or by 1/2 (~9e3), run through the real fast path so the wrong lambda
 // propagates exactly as a backend's would. The fast path itself uses 0.10 of the limit.
 TEST(ConditioningRule, PlausibleBugsFailOnNearZeroDelta) {
@@ -170,7 +170,7 @@ TEST(ConditioningRule, PlausibleBugsFailOnNearZeroDelta) {
 }
 
 // The bound is what a stable fp32 computation achieves, not a limit fitted to the fast path:
-// the reference's own covariance form (SPEC §3.5, key-mean anchor, centred; Cholesky of
+// the reference's own covariance form (docs/math.md §3.5, key-mean anchor, centred; Cholesky of
 // C + lambda I) run in float, rounded to the fixture's dtype, passes it on every committed
 // LLA fixture the rule covers, including lla_near_zero_delta_f32 where the query-centred fp32
 // reference cannot run. For the query anchor the truth carries the factor Delta/d = 1/(1 +
@@ -179,7 +179,7 @@ TEST(ConditioningRule, PlausibleBugsFailOnNearZeroDelta) {
 // Measured 2026-11-29, worst error/limit: 0.025 (lla_decode_f32) to 0.30 (lla_per_row_lambda_bf16,
 // where the bf16 output rounding floor decides); lla_near_zero_delta_f32: error 4.7e-4, 0.14.
 // Not covered: query-centred fp32 implementations, which solve the worse system Sigma/omega
-// (SPEC §7.4) and exceed this bound (the fp32 reference in that form: 1.5x on lla_direct_f32,
+// (docs/math.md §7.4) and exceed this bound (the fp32 reference in that form: 1.5x on lla_direct_f32,
 // 9.3x on lla_anisotropic_f32); where their fp32 baseline runs, the 2x rule judges them.
 TEST(ConditioningRule, StableFp32CovarianceFormIsWithinTheBoundOnEveryLlaFixture) {
   const char* src = std::getenv("PLX_SOURCE_DIR");

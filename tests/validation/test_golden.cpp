@@ -3,7 +3,10 @@
 // Regenerates fixtures/suites/golden.json into a temp dir and compares, dataset by dataset,
 // the SHA-256 of every dataset and the problem JSON with (a) the committed manifest and
 // (b) the committed files themselves (whose own checksums read_fixture verifies). Creation
-// time and git commit are attributes and are deliberately not compared.
+// time and git commit are attributes and are deliberately not compared. The suite is
+// regenerated with certification (plx gen --certify), so this is also the CI check that every
+// committed double-double truth is proven within its stated error of the exact value (generation
+// fails otherwise) and that the committed radii `<tensor>_rad` are reproduced bit for bit.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,6 +14,7 @@
 #include <fstream>
 
 #include "tests/validation/fixture_support.hpp"
+#include "validation/certify_fixture.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/suite.hpp"
 
@@ -28,6 +32,7 @@ TEST(Golden, RegeneratesBitForBit) {
   test::TempDir d;
   GenOptions o;
   o.jobs = 2;
+  o.certify = true;
   const nlohmann::json regen = gen_suite(s, d.path.string(), o);
   const auto diff = diff_manifests(committed, regen);
   for (const auto& x : diff) ADD_FAILURE() << x;
@@ -42,5 +47,12 @@ TEST(Golden, RegeneratesBitForBit) {
       EXPECT_EQ(f.sha256.at(ds.key()), ds.value().get<std::string>()) << it.key() << " " << ds.key();
     }
     EXPECT_EQ(f.sha256.size(), it.value()["datasets"].size()) << it.key();
+    // Every case within the work limit carries an enclosure of every truth tensor.
+    const Problem& p = f.p;
+    if (double(p.B) * p.Hq * p.Lq * p.Lkv * (p.D + p.Dv) <= o.certify_work_limit) {
+      ASSERT_FALSE(f.certified.is_null()) << it.key() << " is not certified";
+      EXPECT_FALSE(f.certified.contains("not_verified")) << it.key() << ": " << f.certified.dump();
+      for (const auto& [n, t] : f.truth) EXPECT_TRUE(f.rad.count(n)) << it.key() << " " << n;
+    }
   }
 }
