@@ -11,6 +11,7 @@
 #include "validation/emulate.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
+#include "validation/symmetry.hpp"
 
 namespace plx {
 using nlohmann::json;
@@ -66,14 +67,35 @@ std::map<std::string, Tensor<double>> same_precision_baseline(const Problem& p, 
   return r;
 }
 
-Candidate read_candidate(const std::string& path, const FixtureData& fx) {
+Candidate read_candidate(const std::string& path, const FixtureData& fx, bool ignore_extra,
+                         std::vector<std::string>* ignored) {
   h5::Handle file = h5::open_file(path);
   Candidate c;
   c.label = path;
   const auto shapes = tensor_shapes(fx.p);
+  // Strictness: every object in the file is a tensor the fixture has truth for, or "extra".
+  std::vector<std::string> extra;
+  for (const auto& name : h5::list(file, "."))
+    if (!fx.truth.count(name)) extra.push_back(name);
+  if (!extra.empty()) {
+    std::string names, why;
+    for (const auto& n : extra) {
+      names += (names.empty() ? "'" : ", '") + n + "'";
+      bool known = false;
+      for (const auto& k : checked_tensor_names()) known = known || k == n;
+      if (known) why += " '" + n + "': this fixture has no truth for it (" + member_name(fx.p) +
+                        (fx.p.decode ? ", decode" : "") + ");";
+    }
+    std::string have;
+    for (const auto& [n, t] : fx.truth) have += (have.empty() ? "" : ", ") + n;
+    if (!ignore_extra)
+      throw Error("candidate '" + path + "' has dataset(s) or group(s) " + names + " that this fixture does not check;" +
+                  why + " the fixture checks " + have + " (names are case-sensitive); pass --ignore-extra to skip them");
+    if (ignored) *ignored = extra;
+  }
   std::string file_dtype = h5::has_attr(file, ".", "dtype") ? h5::get_attr_string(file, ".", "dtype") : "";
   for (const auto& name : checked_tensor_names()) {
-    if (!h5::exists(file, name)) continue;
+    if (!fx.truth.count(name) || !h5::exists(file, name)) continue;
     h5::Raw r = h5::read(file, name);
     DType dt;
     std::string fmt;
@@ -101,10 +123,12 @@ Candidate read_candidate(const std::string& path, const FixtureData& fx) {
   return c;
 }
 
+
 Candidate candidate_from_result(const std::string& label, const CandidateResult& r, const Problem& p,
                                 const std::map<std::string, DType>& dtypes) {
   Candidate c;
   c.label = label;
+  c.in_process = true;
   const auto shapes = tensor_shapes(p);
   auto add = [&](const std::string& name, const Tensor<double>& t) {
     if (t.empty()) return;
@@ -119,25 +143,72 @@ Candidate candidate_from_result(const std::string& label, const CandidateResult&
   return c;
 }
 
-CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c,
-                            const std::map<std::string, double>& abs_override, const std::string& baseline) {
+int exit_code(Verdict v) { return v == Verdict::Pass ? 0 : v == Verdict::Fail ? 1 : 3; }
+std::string to_string(Verdict v) { return v == Verdict::Pass ? "pass" : v == Verdict::Fail ? "fail" : "not judged"; }
+
+int default_baseline_variants(const Problem& p) { return p.probe == Probe::Solver ? 4 : 1; }
+
+DType natural_dtype(const Problem& p, const std::string& tensor) {
+  if (tensor == "out") return p.dtype;
+  return p.dtype == DType::F64 ? DType::F64 : DType::F32;  // gradients accumulate in fp32 (fp64 for fp64 problems)
+}
+
+namespace {
+int width_rank(DType t) { return t == DType::F64 ? 3 : t == DType::F32 ? 2 : 1; }
+bool representable_in(DType t, const Tensor<double>& x) {
+  for (double v : x.data)
+    if (std::isfinite(v) && round_to(t, v) != v) return false;
+  return true;
+}
+}  // namespace
+
+CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c_in,
+                            const CheckOptions& opt) {
   CheckResult res;
-  res.fixture = fixture_path, res.candidate = c.label, res.problem = fx.p;
+  res.fixture = fixture_path, res.candidate = c_in.label, res.problem = fx.p;
   res.purpose = fx.purpose, res.hint = fx.hint;
+  const std::string& baseline = opt.baseline;
   res.baseline = baseline.empty() ? "default" : profile_by_name(baseline).name;
+  const auto& abs_override = opt.abs_override;
   for (const auto& [name, t] : abs_override)
-    if (!c.tensors.count(name))
+    if (!c_in.tensors.count(name))
       throw Error("--tol names tensor '" + name + "', which the candidate does not provide");
   bool want_grads = false;
-  for (const auto& [name, t] : c.tensors) {
+  for (const auto& [name, t] : c_in.tensors) {
     if (!fx.truth.count(name))
       throw Error("candidate provides '" + name + "' but fixture '" + fixture_path +
                   "' has no truth for it (" + fx.reference_error.value("notes", json::object()).dump() + ")");
     if (name != "out") want_grads = true;
   }
+  // A tensor stored wider than its natural dtype: warn (naming the likely cause), and with
+  // as_problem_dtype judge it at the natural dtype.
+  Candidate c = c_in;
+  for (auto& [name, ct] : c.tensors) {
+    const DType nat = natural_dtype(fx.p, name);
+    if (c.in_process || width_rank(ct.dtype) <= width_rank(nat)) continue;
+    const bool exact = representable_in(nat, ct.values);
+    std::string w = "'" + name + "' is stored as " + to_string(ct.dtype) + ", wider than its natural dtype " +
+                    to_string(nat) + " for a " + to_string(fx.p.dtype) + " problem; ";
+    w += exact ? "every value is exactly a " + to_string(nat) + " number, so it is most likely a " + to_string(nat) +
+                     " result converted to " + to_string(ct.dtype) + " before writing (e.g. numpy astype or torch .double())"
+               : "its values are not all " + to_string(nat) + " numbers (computed in " + to_string(ct.dtype) + "?)";
+    if (opt.as_problem_dtype) {
+      w += "; judged at " + to_string(nat) + " as --as-problem-dtype asks";
+      ct.dtype = nat;
+    } else {
+      w += "; it is judged as a " + to_string(ct.dtype) + " candidate (against the " + to_string(ct.dtype) +
+           " baseline); pass --as-problem-dtype to judge it at " + to_string(nat);
+    }
+    res.warnings.push_back(w);
+  }
+  for (const auto& [name, t] : fx.truth)
+    if (!c.tensors.count(name)) res.not_checked.push_back(name);
+
   std::map<DType, std::map<std::string, Tensor<double>>> baselines;
   std::map<DType, bool> fell_back;
   std::map<DType, std::optional<ConditioningLimit>> cond;  // computed only where the baseline fell back
+  std::map<DType, std::map<std::string, double>> variant_err;  // tensor -> largest baseline error over variants
+  const int K = opt.baseline_variants > 0 ? opt.baseline_variants : default_baseline_variants(fx.p);
   for (const auto& name : checked_tensor_names()) {
     auto it = c.tensors.find(name);
     if (it == c.tensors.end()) continue;
@@ -148,6 +219,31 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
       baselines[ct.dtype] = profile_baseline(fx.p, fx.in, ct.dtype, want_grads, baseline, &note, &fb);
       res.notes.push_back(note);
       fell_back[ct.dtype] = fb;
+      if (!fb && K > 1) {  // the baseline's error over symmetric variants (symmetry.hpp)
+        auto& ve = variant_err[ct.dtype];
+        auto upd = [&](const std::map<std::string, Tensor<double>>& b) {
+          for (const auto& [n, t] : b) {
+            if (!fx.truth.count(n) || t.shape != fx.truth.at(n).hi.shape) continue;
+            double e = 0;
+            for (std::size_t i = 0; i < t.size(); ++i) e = std::max(e, std::fabs(t.data[i] - fx.truth.at(n).hi.data[i]));
+            ve[n] = std::max(ve.count(n) ? ve[n] : 0.0, e);
+          }
+        };
+        upd(baselines[ct.dtype]);
+        int used = 1;
+        for (int v = 1; v < K; ++v) {
+          const FeaturePerm f = feature_permutation(fx.p, unsigned(v));
+          bool fbv = false;
+          std::string vnote;
+          auto b = profile_baseline(fx.p, permute_inputs(fx.in, f), ct.dtype, want_grads, baseline, &vnote, &fbv);
+          if (fbv) continue;  // this ordering's fp32 solve failed: no sample
+          upd(unpermute_outputs(std::move(b), f));
+          ++used;
+        }
+        res.notes.push_back("baseline error for " + to_string(ct.dtype) + " candidates: the largest of " +
+                            std::to_string(used) + " runs of the baseline with the feature axes permuted (exact "
+                            "symmetries: only rounding differs; one run's error is too noisy a limit for this member)");
+      }
       if (fb) {
         std::string why_not;
         cond[ct.dtype] = lla_conditioning_limit(fx.p, fx.in, ct.dtype, &why_not);
@@ -181,24 +277,38 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
       res.reports.push_back(std::move(rep));
       continue;
     }
-    TensorReport rep = compare_tensor(name, ct.values, fx.truth.at(name).hi, ct.dtype, tol, b);
-    rep.rule = overridden ? kRuleOverride : fell_back.at(ct.dtype) ? kRuleFallback : kRuleBaseline;
+    std::optional<double> berr;
+    if (variant_err.count(ct.dtype) && variant_err.at(ct.dtype).count(name)) berr = variant_err.at(ct.dtype).at(name);
+    TensorReport rep = compare_tensor(name, ct.values, fx.truth.at(name).hi, ct.dtype, tol, b, nullptr, berr);
+    rep.rule = overridden ? kRuleOverride : fell_back.at(ct.dtype) ? kRuleFallback : berr ? kRuleBaselineVariants : kRuleBaseline;
+    if (overridden) rep.limit_set_by = kSetByOverride;
+    if (rep.rule == kRuleFallback)  // a float64 computation rounded to X bounds nothing an X computation can reach
+      mark_not_judged(rep, "no same-precision baseline (the " + to_string(ct.dtype) +
+                               " reference cannot run on this fixture) and no other sound rule for '" + name +
+                               "'; its error against the float64 fallback baseline is shown for information "
+                               "(--tol " + name + "=LIMIT judges it against an absolute limit of your choosing)");
     res.reports.push_back(std::move(rep));
   }
   if (fx.reference_error.contains("max_rel"))
     res.notes.push_back("truth: reference in " + fx.scalar + ", its own error " +
                         fx.reference_error.value("method", std::string("?")) + ": " + fx.reference_error["max_rel"].dump());
   if (const std::string cs = certified_summary(fx); !cs.empty()) res.notes.push_back(cs);
-  res.passed = !res.reports.empty();
-  for (const auto& r : res.reports) res.passed = res.passed && r.passed;
+  bool failed = res.reports.empty(), unjudged = false;
+  for (const auto& r : res.reports) failed = failed || (r.judged && !r.passed), unjudged = unjudged || !r.judged;
+  if (opt.require_all && !res.not_checked.empty()) failed = true;
+  res.verdict = failed ? Verdict::Fail : unjudged ? Verdict::NotJudged : Verdict::Pass;
+  res.passed = res.verdict == Verdict::Pass;
   return res;
 }
 
 json CheckResult::to_json() const {
   json t = json::array();
   for (const auto& r : reports) t.push_back(plx::to_json(r));
-  return {{"fixture", fixture}, {"candidate", candidate}, {"problem", problem_to_json(problem)},
-          {"passed", passed}, {"tensors", t}, {"notes", notes}, {"baseline", baseline}, {"purpose", purpose}, {"hint", hint}};
+  return {{"fixture", fixture},       {"candidate", candidate},        {"problem", problem_to_json(problem)},
+          {"passed", passed},         {"verdict", to_string(verdict)}, {"exit_code", exit_code(verdict)},
+          {"tensors", t},             {"not_checked", not_checked},    {"warnings", warnings},
+          {"notes", notes},           {"baseline", baseline},          {"purpose", purpose},
+          {"hint", hint}};
 }
 
 std::string CheckResult::format() const {
@@ -210,10 +320,18 @@ std::string CheckResult::format() const {
     << (p.decode ? " decode" : "") << "]\n";
   o << "   fixture " << fixture << "\n   candidate " << candidate << "\n   baseline " << baseline << "\n";
   o << format_report(reports);
+  for (const auto& n : not_checked)
+    o << "   not checked: " << n << " (the fixture has truth for it; the candidate does not provide it)\n";
+  for (const auto& w : warnings) o << "   warning: " << w << "\n";
   for (const auto& n : notes) o << "   note: " << n << "\n";
-  if (!passed && !purpose.empty()) o << "   the case tests: " << purpose << "\n";
-  if (!passed && !hint.empty()) o << "   hint: " << hint << "\n";
-  o << "   result: " << (passed ? "PASS" : "FAIL") << "\n";
+  if (verdict == Verdict::Fail && !purpose.empty()) o << "   the case tests: " << purpose << "\n";
+  if (verdict == Verdict::Fail && !hint.empty()) o << "   hint: " << hint << "\n";
+  o << "   result: "
+    << (verdict == Verdict::Pass   ? "PASS"
+        : verdict == Verdict::Fail ? "FAIL"
+                                   : "NOT JUDGED (nothing failed, but a tensor has no sound rule: exit 3)");
+  if (!not_checked.empty()) o << " (" << not_checked.size() << " tensor(s) not checked)";
+  o << "\n";
   return o.str();
 }
 

@@ -32,6 +32,10 @@ struct TensorReport {
   std::size_t n = 0;               // compared entries
   std::size_t nonfinite = 0;       // candidate NaN/Inf where the truth is finite
   std::vector<std::size_t> first_nonfinite;
+  // max_ulp: max |candidate - truth| in units of the candidate dtype's spacing at max|truth|
+  // (the tensor's scale). Measured at each entry's own magnitude the figure is meaningless
+  // where the truth is near zero (a cancellation result whose error scales with the tensor),
+  // e.g. 1e+38 at a zero truth entry; limits are expressed in the same scale.
   double max_abs = 0, max_rel = 0, normwise_rel = 0, max_ulp = 0, truth_max_abs = 0;
   std::vector<std::size_t> worst_index;
   double worst_candidate = 0, worst_truth = 0;
@@ -44,6 +48,15 @@ struct TensorReport {
   double worst_limit_ratio = 0;
   std::vector<std::size_t> worst_ratio_index;
   std::string rule;  // which rule set the limit: one of kRule* (check_candidate fills it; "" when called directly)
+  // Which term of the limit decided: kSetByBaseline (ratio x baseline error), kSetByFloor
+  // (abs_floor + rel_floor x max|truth|), kSetByElement (per-element limits; the floor or the
+  // element's own limit at the worst entry) or kSetByOverride (check_candidate, --tol).
+  std::string limit_set_by;
+  // A tensor without a sound rule (e.g. only the float64 fallback baseline exists) is measured
+  // and reported but not judged: judged = false, passed = false, status "not judged", and
+  // not_judged_why says why. It never counts as a failure (check.hpp: Verdict).
+  bool judged = true;
+  std::string not_judged_why;
   std::string tolerance_why;
   std::vector<std::string> first_mismatches;  // "index: cand vs truth", up to 5
 };
@@ -53,6 +66,19 @@ inline constexpr const char* kRuleBaseline = "same-precision baseline";  // 2x b
 inline constexpr const char* kRuleConditioning = "conditioning bound";   // validation/conditioning.hpp
 inline constexpr const char* kRuleFallback = "float64 fallback baseline (not a same-precision rule)";
 inline constexpr const char* kRuleOverride = "--tol override";
+// The 2x rule with the baseline's error taken as the largest over symmetric variants (check.cpp).
+inline constexpr const char* kRuleBaselineVariants = "same-precision baseline, largest error over symmetric variants";
+
+// TensorReport::limit_set_by values.
+inline constexpr const char* kSetByBaseline = "baseline";
+inline constexpr const char* kSetByFloor = "floor";
+inline constexpr const char* kSetByElement = "per-element limit";
+inline constexpr const char* kSetByOverride = "override";
+
+// Turn a measured report into "not judged" (no sound rule for this tensor): the numbers stay.
+void mark_not_judged(TensorReport& r, const std::string& why);
+// "PASS", "FAIL" or "NOT JUDGED".
+std::string status_str(const TensorReport& r);
 
 // Multi-index of a flat position in a row-major shape.
 std::vector<std::size_t> unflatten(std::size_t flat, const std::vector<std::size_t>& shape);
@@ -64,9 +90,11 @@ double ulp_in(DType t, double x);
 // elem_limit (optional, truth's shape): a per-element limit replacing the baseline rule:
 // entry i passes when |candidate_i - truth_i| <= max(floor, elem_limit_i); the baseline, if
 // given, is still reported but sets no limit.
+// baseline_err (optional): the baseline's max abs error to use instead of max|baseline - truth|
+// (check.cpp: the largest over symmetric variants of the baseline run).
 TensorReport compare_tensor(const std::string& name, const Tensor<double>& candidate, const Tensor<double>& truth,
                             DType cand_dtype, const Tolerance& tol, const Tensor<double>* baseline = nullptr,
-                            const Tensor<double>* elem_limit = nullptr);
+                            const Tensor<double>* elem_limit = nullptr, std::optional<double> baseline_err = std::nullopt);
 
 std::string format_report(const std::vector<TensorReport>& rs);
 nlohmann::json to_json(const TensorReport& r);

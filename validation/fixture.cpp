@@ -19,6 +19,7 @@
 
 #include "reference/all.hpp"
 #include "validation/h5io.hpp"
+#include "validation/limits.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/sha256.hpp"
 
@@ -249,11 +250,14 @@ json iterative_reference_error(const FixtureData& f, json& method) {
 
 FixtureData generate_fixture(const Problem& p, const std::string& scalar) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
+  validate(p);
+  require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
   return generate_fixture(p, make_inputs(p), scalar);
 }
 
 FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
+  require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
   check_inputs(p, in);
   FixtureData f;
   f.p = p;
@@ -340,6 +344,12 @@ struct Writer {
 
 }  // namespace
 
+std::string git_commit() { return PLX_GIT_COMMIT; }
+std::string version_string() {
+  return std::string("plx ") + PLX_VERSION + " (git commit " + PLX_GIT_COMMIT + ", fixture schema v" +
+         std::to_string(kFixtureSchemaVersion) + ")";
+}
+
 std::map<std::string, std::string> write_fixture(const FixtureData& f, const std::string& path) {
   namespace fs = std::filesystem;
   static std::atomic<int> counter{0};
@@ -385,6 +395,7 @@ std::map<std::string, std::string> write_fixture(const FixtureData& f, const std
                                "[B,Lkv,Hkv,Dv]; out, dO [B,Lq,Hq,Dv]; lambda, dlambda, saved/<per-row>, diag/* "
                                "[B,Hq,Lq]; saved/probe [B,Lq,Hq,D]; saved/vbar [B,Lq,Hq,Dv]"));
       hashes = w.hashes;
+      h5::flush(file);  // a write failure (full disk) is an error here, before the rename
     }
     std::error_code ec;
     fs::rename(tmp, final_path, ec);
@@ -420,6 +431,7 @@ FixtureData read_fixture(const std::string& path) {
   } catch (const Error& e) {
     throw Error("fixture '" + path + "': attribute 'problem': " + e.what());
   }
+  require_memory(estimate_check_memory(f.p), "fixture '" + path + "' (problem " + problem_json_text(f.p) + ")");
   f.scalar = h5::get_attr_string(file, ".", "scalar");
   for (const char* a : {"reference_error", "tolerances"}) {
     try {

@@ -46,6 +46,10 @@ struct FixtureData {
   nlohmann::json certified;
 };
 
+// "plx <version> (git commit <hash at configure time>, fixture schema v<N>)": `plx --version`.
+std::string version_string();
+std::string git_commit();
+
 // Is a reference backward compiled in (reference/backward.hpp)?
 bool have_reference_backward();
 

@@ -1,9 +1,17 @@
 // validation/h5io.cpp — see h5io.hpp. Every HDF5 call goes through check() or a guard.
 #include "validation/h5io.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 namespace plx::h5 {
 namespace {
@@ -36,6 +44,85 @@ std::string last_hdf5_message() {
       &msg);
   H5Eclear2(H5E_DEFAULT);
   return msg.empty() ? "unknown HDF5 error" : msg;
+}
+
+// ---- the watchdog (see set_watchdog) -----------------------------------------------------
+struct WatchState {
+  std::mutex m;
+  std::condition_variable cv;
+  double budget = 0;
+  bool json = false, started = false;
+  int depth = 0;  // nested guarded calls (the library mutex is recursive): only the outermost is timed
+  std::chrono::steady_clock::time_point deadline;
+  std::string what;
+};
+WatchState& watch_state() {
+  static WatchState* w = new WatchState;  // never destroyed: the watchdog thread may outlive main's statics
+  return *w;
+}
+[[noreturn]] void watchdog_fire(const std::string& what, double seconds) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.3g", seconds);
+  const std::string msg = what + " did not finish in " + buf +
+                          " s: the file is corrupt (libhdf5 does not return on it); stopped by plx's HDF5 watchdog "
+                          "(PLX_HDF5_WATCHDOG_S sets the budget)";
+  std::fprintf(stderr, "plx: error: %s\n", msg.c_str());
+  if (watch_state().json) std::printf("%s\n", nlohmann::json{{"error", msg}, {"exit_code", 2}}.dump(1).c_str());
+  std::fflush(stdout), std::fflush(stderr);
+  ::_exit(2);
+}
+void watchdog_loop() {
+  WatchState& w = watch_state();
+  std::unique_lock<std::mutex> g(w.m);
+  for (;;) {
+    if (w.depth == 0) {
+      w.cv.wait(g);
+      continue;
+    }
+    const auto dl = w.deadline;
+    if (w.cv.wait_until(g, dl) == std::cv_status::timeout && w.depth > 0 && w.deadline == dl &&
+        std::chrono::steady_clock::now() >= dl)
+      watchdog_fire(w.what, w.budget);
+  }
+}
+// Times one reading call (what = "reading '<file>': <operation>"); bytes extends the budget.
+class Watch {
+ public:
+  explicit Watch(const std::string& what, std::uint64_t bytes = 0) {
+    WatchState& w = watch_state();
+    std::lock_guard<std::mutex> g(w.m);
+    if (w.budget <= 0) return;
+    if (w.depth++ > 0) {  // nested: the outermost call's deadline stands, extended for this read's size
+      w.deadline += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(double(bytes) / 50e6));
+      return;
+    }
+    w.what = what;
+    w.deadline = std::chrono::steady_clock::now() +
+                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                     std::chrono::duration<double>(w.budget + double(bytes) / 50e6));
+    w.cv.notify_all();
+  }
+  ~Watch() {
+    WatchState& w = watch_state();
+    std::lock_guard<std::mutex> g(w.m);
+    if (w.depth > 0) --w.depth;
+  }
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+};
+bool watching() {
+  WatchState& w = watch_state();
+  std::lock_guard<std::mutex> g(w.m);
+  return w.budget > 0;
+}
+
+std::uint64_t& max_read_bytes_ref() {
+  static std::uint64_t v = [] {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? std::uint64_t(pages) * std::uint64_t(page) / 2 : std::uint64_t(8) << 30;
+  }();
+  return v;
 }
 
 template <class R> R check(R r, const std::string& what) {
@@ -74,7 +161,30 @@ Handle open_attr(hid_t loc, const std::string& obj, const std::string& name) {
                       "opening attribute '" + name + "' of '" + obj + "'"),
                 Handle::Attribute);
 }
+std::string file_of(hid_t loc) {
+  char fbuf[1024];
+  ssize_t fn = H5Fget_name(loc, fbuf, sizeof fbuf);
+  H5Eclear2(H5E_DEFAULT);
+  return fn > 0 ? std::string(fbuf, std::min<std::size_t>(fn, sizeof fbuf - 1)) : "?";
+}
+// "reading '<file>': <op>", computed only when the watchdog is on.
+std::string watch_what(hid_t loc, const std::string& op) {
+  return watching() ? "reading '" + file_of(loc) + "': " + op : std::string();
+}
 }  // namespace
+
+void set_watchdog(double seconds, bool json_errors) {
+  WatchState& w = watch_state();
+  std::lock_guard<std::mutex> g(w.m);
+  w.budget = seconds, w.json = json_errors;
+  if (seconds > 0 && !w.started) {
+    std::thread(watchdog_loop).detach();
+    w.started = true;
+  }
+  w.cv.notify_all();
+}
+void set_max_read_bytes(std::uint64_t bytes) { max_read_bytes_ref() = bytes; }
+std::uint64_t max_read_bytes() { return max_read_bytes_ref(); }
 
 Handle& Handle::operator=(Handle&& o) noexcept {
   if (this != &o) close(), id_ = o.id_, kind_ = o.kind_, o.id_ = -1;
@@ -111,6 +221,7 @@ Handle create_file(const std::string& path) {
 
 Handle open_file(const std::string& path) {
   Lock l;
+  Watch w(watching() ? "reading '" + path + "': opening the file" : "");
   FILE* probe = std::fopen(path.c_str(), "rb");
   if (!probe) throw Error("cannot open '" + path + "': " + std::strerror(errno));
   std::fclose(probe);
@@ -122,6 +233,11 @@ Handle open_file(const std::string& path) {
   return Handle(f, Handle::File);
 }
 
+void flush(hid_t file) {
+  Lock l;
+  check(H5Fflush(file, H5F_SCOPE_GLOBAL), "writing '" + file_of(file) + "' to disk (disk full?)");
+}
+
 Handle create_group(hid_t loc, const std::string& name) {
   Lock l;
   return Handle(check(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group " + name),
@@ -130,6 +246,7 @@ Handle create_group(hid_t loc, const std::string& name) {
 
 bool exists(hid_t loc, const std::string& path) {
   Lock l;
+  Watch w(watch_what(loc, "looking up '" + path + "'"));
   std::string prefix;
   std::size_t pos = 0;
   while (true) {  // check every intermediate link, as H5Lexists requires
@@ -147,6 +264,7 @@ bool exists(hid_t loc, const std::string& path) {
 
 std::vector<std::string> list(hid_t loc, const std::string& group) {
   Lock l;
+  Watch w(watch_what(loc, "listing group '" + group + "'"));
   std::vector<std::string> names;
   check(H5Literate_by_name(
             loc, group.c_str(), H5_INDEX_NAME, H5_ITER_INC, nullptr,
@@ -176,6 +294,7 @@ Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>&
 
 Raw read(hid_t loc, const std::string& name) {
   Lock l;
+  Watch w(watch_what(loc, "opening dataset '" + name + "'"));
   if (!exists(loc, name)) throw Error("HDF5: " + obj_name(loc) + " has no dataset '" + name + "'");
   Handle ds(check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "opening dataset " + name), Handle::Dataset);
   Handle space(check(H5Dget_space(ds), "H5Dget_space " + name), Handle::Dataspace);
@@ -195,8 +314,20 @@ Raw read(hid_t loc, const std::string& name) {
   else if (cls == H5T_INTEGER) r.type = Raw::Other, r.type_desc = (H5Tget_sign(ft) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(8 * sz);
   else if (cls == H5T_STRING) r.type = Raw::Other, r.type_desc = "string";
   else r.type = Raw::Other, r.type_desc = "HDF5 class " + std::to_string(int(cls));
+  // The declared size, checked before any allocation: a corrupt or absurd shape (2^40) is an
+  // error, never an overflow or an out-of-memory kill.
+  std::uint64_t count = 1;
+  bool overflow = false;
+  for (auto d : dims) overflow = overflow || __builtin_mul_overflow(count, std::uint64_t(d), &count);
+  if (r.type != Raw::Other) overflow = overflow || __builtin_mul_overflow(count, std::uint64_t(elem_size(r.type)), &count);
+  if (overflow || count > max_read_bytes())
+    throw Error("HDF5: dataset '" + name + "' of " + obj_name(loc) + " declares shape " + shape_str(r.shape) +
+                (overflow ? " (its size overflows 64 bits)" : " = " + std::to_string(count) + " bytes") +
+                ", more than this plx reads (" + std::to_string(max_read_bytes()) +
+                " bytes; by default half the physical memory): corrupt or absurd file?");
   if (r.type == Raw::Other) return r;  // caller decides how to reject it (names type_desc)
-  r.bytes.resize(r.count() * elem_size(r.type));
+  Watch wr(watch_what(loc, "reading dataset '" + name + "'"), count);
+  r.bytes.resize(count);
   check(H5Dread(ds, mem_type(r.type), H5S_ALL, H5S_ALL, H5P_DEFAULT, r.bytes.data()),
         "reading dataset '" + name + "' of " + obj_name(loc) + " (truncated file?)");
   return r;
@@ -204,12 +335,16 @@ Raw read(hid_t loc, const std::string& name) {
 
 void set_attr(hid_t obj, const std::string& name, const std::string& value) {
   Lock l;
-  Handle t = vlen_string_type();
+  Handle t(check(H5Tcopy(H5T_C_S1), "H5Tcopy"), Handle::Datatype);
+  check(H5Tset_size(t, std::max<std::size_t>(value.size(), 1)), "H5Tset_size");  // size 0 is not allowed
+  check(H5Tset_strpad(t, H5T_STR_NULLPAD), "H5Tset_strpad");
+  check(H5Tset_cset(t, H5T_CSET_UTF8), "H5Tset_cset");
   Handle space(check(H5Screate(H5S_SCALAR), "H5Screate"), Handle::Dataspace);
   Handle a(check(H5Acreate2(obj, name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT), "creating attribute " + name),
            Handle::Attribute);
-  const char* p = value.c_str();
-  check(H5Awrite(a, t, &p), "writing attribute " + name);
+  std::vector<char> buf(std::max<std::size_t>(value.size(), 1), 0);
+  std::memcpy(buf.data(), value.data(), value.size());
+  check(H5Awrite(a, t, buf.data()), "writing attribute " + name);
 }
 void set_attr(hid_t obj, const std::string& name, std::int64_t value) {
   Lock l;
@@ -228,6 +363,7 @@ void set_attr_u64(hid_t obj, const std::string& name, std::uint64_t value) {
 
 bool has_attr(hid_t loc, const std::string& obj, const std::string& name) {
   Lock l;
+  Watch w(watch_what(loc, "looking up attribute '" + name + "' of '" + obj + "'"));
   htri_t e = H5Aexists_by_name(loc, obj.c_str(), name.c_str(), H5P_DEFAULT);
   if (e < 0) H5Eclear2(H5E_DEFAULT);
   return e > 0;
@@ -235,6 +371,7 @@ bool has_attr(hid_t loc, const std::string& obj, const std::string& name) {
 
 std::string get_attr_string(hid_t loc, const std::string& obj, const std::string& name) {
   Lock l;
+  Watch w(watch_what(loc, "reading attribute '" + name + "' of '" + obj + "'"));
   Handle a = open_attr(loc, obj, name);
   Handle ft(check(H5Aget_type(a), "H5Aget_type " + name), Handle::Datatype);
   if (H5Tget_class(ft) != H5T_STRING) throw Error("HDF5: attribute '" + name + "' of '" + obj + "' is not a string");
@@ -250,6 +387,9 @@ std::string get_attr_string(hid_t loc, const std::string& obj, const std::string
     return s;
   }
   std::size_t n = H5Tget_size(ft);
+  if (n == 0 || n > (std::size_t(64) << 20))  // plx writes a few kB; a corrupt size is not allocated
+    throw Error("HDF5: attribute '" + name + "' of '" + obj + "' declares a string of " + std::to_string(n) +
+                " bytes (corrupt file?)");
   std::vector<char> buf(n + 1, 0);
   check(H5Aread(a, ft, buf.data()), "reading attribute " + name);
   return std::string(buf.data(), strnlen(buf.data(), n));
@@ -257,6 +397,7 @@ std::string get_attr_string(hid_t loc, const std::string& obj, const std::string
 
 std::int64_t get_attr_int(hid_t loc, const std::string& obj, const std::string& name) {
   Lock l;
+  Watch w(watch_what(loc, "reading attribute '" + name + "' of '" + obj + "'"));
   Handle a = open_attr(loc, obj, name);
   Handle ft(check(H5Aget_type(a), "H5Aget_type " + name), Handle::Datatype);
   if (H5Tget_class(ft) != H5T_INTEGER) throw Error("HDF5: attribute '" + name + "' of '" + obj + "' is not an integer");

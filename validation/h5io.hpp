@@ -51,6 +51,9 @@ struct Raw {
 Handle create_file(const std::string& path);  // truncates
 Handle open_file(const std::string& path);    // read-only; clear error if not HDF5
 Handle create_group(hid_t loc, const std::string& name);
+// Flush a file being written and report a failure (e.g. a full disk) as plx::Error; closing
+// a Handle cannot report one.
+void flush(hid_t file);
 bool exists(hid_t loc, const std::string& path);  // link exists (intermediate groups checked)
 std::vector<std::string> list(hid_t loc, const std::string& group = ".");  // link names, sorted
 
@@ -59,12 +62,30 @@ Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>&
              const void* data);
 Raw read(hid_t loc, const std::string& name);
 
-void set_attr(hid_t obj, const std::string& name, const std::string& value);  // UTF-8 variable-length string
+// UTF-8 fixed-length (null-padded) string: libhdf5 reads it from the object header, not from a
+// global heap whose corruption can make H5Aread loop forever. get_attr_string reads both kinds.
+void set_attr(hid_t obj, const std::string& name, const std::string& value);
 void set_attr(hid_t obj, const std::string& name, std::int64_t value);
 void set_attr_u64(hid_t obj, const std::string& name, std::uint64_t value);
 bool has_attr(hid_t loc, const std::string& obj, const std::string& name);
 std::string get_attr_string(hid_t loc, const std::string& obj, const std::string& name);  // fixed or vlen
 std::int64_t get_attr_int(hid_t loc, const std::string& obj, const std::string& name);
+
+// Watchdog: no input may make plx run unbounded, yet a corrupt file can make libhdf5 itself
+// loop (e.g. H5HG_read under H5Aread of a variable-length string whose global-heap entry was
+// zeroed). With a budget > 0 every reading call of this layer is timed by a watchdog thread;
+// one that runs past `seconds` (plus 1 s per 50 MB read) prints
+// "plx: error: reading '<file>' ... did not finish" to stderr, and to stdout as JSON when
+// json_errors, and ends the process with exit 2 (the call cannot be interrupted: libhdf5
+// holds no cancellation point). 0 (the default, for library users) disables it; `plx` sets
+// 30 s, or PLX_HDF5_WATCHDOG_S.
+void set_watchdog(double seconds, bool json_errors = false);
+
+// Largest dataset `read` accepts, in bytes (default: half the physical memory). A declared
+// shape beyond it (a corrupt or absurd file, e.g. a dimension of 2^40) is a plx::Error
+// before any allocation.
+void set_max_read_bytes(std::uint64_t bytes);
+std::uint64_t max_read_bytes();
 
 // Convert a raw dataset to doubles; bf16/fp16 bit patterns need `format` ("bfloat16"/"float16").
 Tensor<double> to_tensor(const Raw& r, const std::string& format = "");

@@ -4,11 +4,14 @@
 // Subcommands: gen (write a suite of fixtures), check (a candidate file or an in-process
 // candidate against a fixture), inspect (what a fixture holds), demo (the README's first
 // command: default suite, best candidate, report). Exit codes everywhere: 0 pass,
-// 1 numerical failure (including NaN/Inf in a candidate), 2 bad input or usage.
+// 1 numerical failure (including NaN/Inf in a candidate, or a missing tensor under
+// --require-all), 2 bad input or usage, 3 (check) nothing failed but a tensor had no sound
+// rule and was not judged. With --json, an error is a JSON object on stdout as well.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -41,13 +44,17 @@ namespace {
 struct CheckArgs {
   std::string fixture, candidate, run, report, baseline;
   std::vector<std::string> tol;
-  bool json = false;
+  bool json = false, require_all = false, ignore_extra = false, as_problem_dtype = false;
 };
 
 CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, const std::string& cand_file,
-                      const std::string& run, const std::map<std::string, double>& tol,
-                      const std::string& baseline = "") {
-  if (!cand_file.empty()) return check_candidate(fixture_path, fx, read_candidate(cand_file, fx), tol, baseline);
+                      const std::string& run, const CheckOptions& opt, bool ignore_extra = false) {
+  if (!cand_file.empty()) {
+    std::vector<std::string> ignored;
+    CheckResult r = check_candidate(fixture_path, fx, read_candidate(cand_file, fx, ignore_extra, &ignored), opt);
+    for (const auto& n : ignored) r.notes.push_back("ignored (--ignore-extra): candidate object '" + n + "'");
+    return r;
+  }
   // Gradients are run and judged whenever the fixture holds their truth; a backend that cannot
   // differentiate this problem is said so in the report, never passed over silently.
   bool grads = false;
@@ -58,21 +65,24 @@ CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, co
   // Keep only tensors the fixture has truth for (e.g. gradients of a decode fixture).
   for (auto it = c.tensors.begin(); it != c.tensors.end();)
     it = fx.truth.count(it->first) ? std::next(it) : c.tensors.erase(it);
-  CheckResult res = check_candidate(fixture_path, fx, c, tol, baseline);
+  CheckResult res = check_candidate(fixture_path, fx, c, opt);
   if (!why_no_grads.empty()) res.notes.push_back("gradients NOT checked (the fixture has their truth): " + why_no_grads);
   return res;
 }
 
 int run_check(const CheckArgs& a) {
   if (a.candidate.empty() == a.run.empty()) throw Error("check: give exactly one of --candidate FILE or --run NAME");
-  auto tol = parse_tol_overrides(a.tol);
+  CheckOptions opt;
+  opt.abs_override = parse_tol_overrides(a.tol);
+  opt.require_all = a.require_all, opt.as_problem_dtype = a.as_problem_dtype;
   FixtureData fx = read_fixture(a.fixture);
   if (!a.baseline.empty()) profile_by_name(a.baseline);  // an unknown name fails before any work
-  CheckResult r = check_one(a.fixture, fx, a.candidate, a.run, tol, a.baseline);
+  opt.baseline = a.baseline;
+  CheckResult r = check_one(a.fixture, fx, a.candidate, a.run, opt, a.ignore_extra);
   if (!a.report.empty()) write_file_atomic(a.report, r.to_json().dump(1) + "\n");
   if (a.json) std::cout << r.to_json().dump(1) << "\n";
   else std::cout << r.format();
-  return r.passed ? 0 : 1;
+  return exit_code(r.verdict);
 }
 
 // ---- gen -------------------------------------------------------------------------------
@@ -205,7 +215,7 @@ int run_demo(std::string suite_path, std::string out, std::string cand, int jobs
   o.jobs = jobs, o.progress = false;
   gen_suite(s, out, o);
   const auto names = candidate_names();
-  int exit_code = 0, passed = 0, failed = 0, bad = 0;
+  int exit_code = 0, passed = 0, failed = 0, bad = 0, not_judged = 0;
   for (const auto& c : s.cases) {
     const std::string fpath = (fs::path(out) / c.file).string();
     std::string who = cand;
@@ -217,17 +227,18 @@ int run_demo(std::string suite_path, std::string out, std::string cand, int jobs
         }
     try {
       FixtureData fx = read_fixture(fpath);
-      CheckResult r = check_one(fpath, fx, "", who, {});
+      CheckResult r = check_one(fpath, fx, "", who, CheckOptions{});
       std::cout << "\n" << r.format();
-      (r.passed ? passed : failed)++;
-      if (!r.passed) exit_code = std::max(exit_code, 1);
+      if (r.verdict == Verdict::NotJudged) ++not_judged;  // reported; no verdict, so no failure
+      else (r.passed ? passed : failed)++;
+      if (r.verdict == Verdict::Fail) exit_code = std::max(exit_code, 1);
     } catch (const Error& e) {
       std::cout << "\n== " << c.problem.name << "\n   candidate " << who << ": error: " << e.what() << "\n";
       ++bad, exit_code = 2;
     }
   }
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << "\nplx demo summary: " << passed << " passed, " << failed << " failed, " << bad << " errors, of "
+  std::cout << "\nplx demo summary: " << passed << " passed, " << failed << " failed, " << not_judged << " not judged, " << bad << " errors, of "
             << s.cases.size() << " cases (" << sec << " s); fixtures kept in " << out << "\n";
   return exit_code;
 }
@@ -236,8 +247,18 @@ int run_demo(std::string suite_path, std::string out, std::string cand, int jobs
 
 int main(int argc, char** argv) {
   CLI::App app{"plx — the numerics of softmax, LLA and Parallax, checked against an extended-precision reference.\n"
-               "Exit codes: 0 pass, 1 numerical failure, 2 bad input."};
+               "Exit codes: 0 pass, 1 numerical failure (or a missing tensor under --require-all), 2 bad input,\n"
+               "3 (check) nothing failed but a tensor has no sound rule and was not judged.\n"
+               "With --json, errors are also printed as a JSON object on stdout."};
+  app.set_version_flag("--version", version_string(), "print the version, git commit and fixture schema version");
   app.require_subcommand(1);
+  bool want_json = false;  // errors as JSON on stdout too (decided before parsing, so parse errors qualify)
+  for (int i = 1; i < argc; ++i) want_json = want_json || std::string(argv[i]) == "--json";
+  auto fail = [&](const std::string& msg, int rc) {
+    std::cerr << "plx: error: " << msg << "\n";
+    if (want_json) std::cout << json{{"error", msg}, {"exit_code", rc}}.dump(1) << "\n";
+    return rc;
+  };
 
   auto* demo = app.add_subcommand("demo", "generate the default suite, check the best candidate on it, print the report");
   std::string demo_suite, demo_out, demo_cand;
@@ -276,6 +297,15 @@ int main(int argc, char** argv) {
   check->add_flag("--json", ca.json, "print the report as JSON");
   check->add_option("--tol", ca.tol, "override limits: tensor=abs[,tensor=abs...]");
   check->add_option("--report", ca.report, "also write the JSON report to this file");
+  check->add_flag("--require-all", ca.require_all,
+                  "fail (exit 1) when the candidate lacks a tensor the fixture has truth for (default: listed as not checked)");
+  check->add_flag("--ignore-extra", ca.ignore_extra,
+                  "skip candidate datasets the fixture does not check (default: an error naming them, exit 2)");
+  check->add_flag("--as-problem-dtype", ca.as_problem_dtype,
+                  "judge a tensor stored wider than its natural dtype (e.g. a float32 result stored as float64) at "
+                  "the natural dtype");
+  check->footer("Exit: 0 pass; 1 a judged tensor failed (or --require-all and a tensor is missing); 2 bad input; "
+                "3 nothing failed but a tensor was not judged (no sound rule, e.g. only a float64 fallback baseline).");
   check->add_option("--baseline", ca.baseline,
                     "same-precision baseline: an emulation profile (docs/emulation.md), e.g. flash-bf16; "
                     "default: the float32 reference rounded to the candidate dtype (float64 for float64)");
@@ -296,8 +326,19 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != 0 && want_json) return fail(e.what(), 2);
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  }
+  {  // no input may make plx run unbounded: a stuck libhdf5 read ends with exit 2 (h5io.hpp)
+    double budget = 30;
+    if (const char* e = std::getenv("PLX_HDF5_WATCHDOG_S")) {
+      char* end = nullptr;
+      const double v = std::strtod(e, &end);
+      if (end != e && *end == 0 && std::isfinite(v) && v >= 0) budget = v;
+      else return fail("PLX_HDF5_WATCHDOG_S must be a number of seconds >= 0 (0: off), got '" + std::string(e) + "'", 2);
+    }
+    h5::set_watchdog(budget, want_json);
   }
   try {
     if (*demo) return run_demo(demo_suite, demo_out, demo_cand, demo_jobs);
@@ -308,12 +349,8 @@ int main(int argc, char** argv) {
     }
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);
-  } catch (const plx::Error& e) {
-    std::cerr << "plx: error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "plx: error: " << e.what() << "\n";
-    return 2;
+  } catch (const std::exception& e) {  // plx::Error and anything else: bad input, exit 2
+    return fail(e.what(), 2);
   }
   return 0;
 }

@@ -143,6 +143,16 @@ Problem problem_from_json(const json& j) {
   return p;
 }
 
+Problem problem_from_json_text(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) throw Error("problem: not valid JSON");
+  try {
+    return problem_from_json(j);
+  } catch (const nlohmann::json::exception& e) {  // defensive: every field is type-checked first
+    throw Error(std::string("problem: ") + e.what());
+  }
+}
+
 std::string problem_json_text(const Problem& p) { return problem_to_json(p).dump(); }
 
 }  // namespace plx

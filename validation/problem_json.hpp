@@ -15,6 +15,8 @@ namespace plx {
 
 nlohmann::json problem_to_json(const Problem& p);
 Problem problem_from_json(const nlohmann::json& j);
+// Parse JSON text and then the problem; any failure (syntax, type, range) is a plx::Error.
+Problem problem_from_json_text(const std::string& text);
 
 // Canonical text (sorted keys, no whitespace): what fixtures store and hashes compare.
 std::string problem_json_text(const Problem& p);

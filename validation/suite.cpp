@@ -40,7 +40,27 @@ bool good_name(const std::string& s) {
 }
 }  // namespace
 
+static Suite parse_suite_checked(const json& j, const std::string& where);
+
+Suite parse_suite_text(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(where + " is not valid JSON: " + e.what());
+  }
+  return parse_suite(j, where);
+}
+
 Suite parse_suite(const json& j, const std::string& where) {
+  try {
+    return parse_suite_checked(j, where);
+  } catch (const json::exception& e) {  // a wrong JSON type where a field is read (e.g. "name": 3)
+    throw Error(where + ": " + e.what());
+  }
+}
+
+static Suite parse_suite_checked(const json& j, const std::string& where) {
   if (!j.is_object() || !j.contains("cases") || !j["cases"].is_array())
     throw Error(where + ": expected an object with a 'cases' array");
   for (auto it = j.begin(); it != j.end(); ++it)
@@ -50,11 +70,12 @@ Suite parse_suite(const json& j, const std::string& where) {
   s.name = j.value("name", std::string("suite"));
   const std::string scalar = j.value("scalar", std::string("dd"));
   const json defaults = j.value("defaults", json::object());
+  if (!defaults.is_object()) throw Error(where + ": 'defaults' must be an object");
   std::set<std::string> files;
   for (std::size_t i = 0; i < j["cases"].size(); ++i) {
     const json& c = j["cases"][i];
     const std::string cw = where + ", case " + std::to_string(i);
-    if (!c.is_object() || !c.contains("problem")) throw Error(cw + ": expected {\"problem\": {...}, \"scalar\"?}");
+    if (!c.is_object() || !c.contains("problem") || !c["problem"].is_object()) throw Error(cw + ": expected {\"problem\": {...}, \"scalar\"?}");
     for (auto it = c.begin(); it != c.end(); ++it)
       if (it.key() != "problem" && it.key() != "scalar" && it.key() != "comment" && it.key() != "purpose" &&
           it.key() != "hint")
@@ -98,7 +119,12 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     std::ofstream o(tmp, std::ios::binary);
     if (!o) throw Error("cannot write '" + tmp + "': is the directory writable?");
     o << text;
-    if (!o.flush()) throw Error("cannot write '" + tmp + "'");
+    o.close();
+    if (!o) {  // e.g. a full disk: no partial file survives, under any name
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw Error("cannot write '" + tmp + "' (disk full?)");
+    }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);

@@ -30,6 +30,8 @@ struct Suite {
 
 Suite load_suite(const std::string& path);
 Suite parse_suite(const nlohmann::json& j, const std::string& where = "suite");
+// JSON text -> suite; every failure (syntax, a wrong type anywhere) is a plx::Error.
+Suite parse_suite_text(const std::string& text, const std::string& where = "suite");
 
 struct GenOptions {
   int jobs = 0;              // 0 = all OpenMP threads
