@@ -9,6 +9,7 @@
 #include "validation/conditioning.hpp"
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
+#include "validation/row_bound.hpp"
 
 namespace plx {
 using nlohmann::json;
@@ -118,7 +119,7 @@ Candidate candidate_from_result(const std::string& label, const CandidateResult&
 }
 
 CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c,
-                            const std::map<std::string, double>& abs_override) {
+                            const std::map<std::string, double>& abs_override, bool row_bound) {
   CheckResult res;
   res.fixture = fixture_path, res.candidate = c.label, res.problem = fx.p;
   for (const auto& [name, t] : abs_override)
@@ -163,6 +164,18 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     const auto& base = baselines.at(ct.dtype);
     const Tensor<double>* b = base.count(name) ? &base.at(name) : nullptr;
     const bool overridden = abs_override.count(name) > 0;
+    if (row_bound && !overridden) {  // validation/row_bound.hpp
+      std::string note;
+      auto lim = fixture_row_limits(fx, ct.dtype, name, &note);
+      if (lim) {
+        TensorReport rep = compare_tensor(name, ct.values, fx.truth.at(name).hi, ct.dtype,
+                                          Tolerance{0.0, 0.0, 0.0, note}, b, &*lim);
+        rep.rule = kRuleRowBound;
+        res.reports.push_back(std::move(rep));
+        continue;
+      }
+      res.notes.push_back("--row-bound: " + note + "; " + name + " keeps the same-precision rule");
+    }
     const std::optional<ConditioningLimit>* cl = cond.count(ct.dtype) ? &cond.at(ct.dtype) : nullptr;
     if (!overridden && name == "out" && cl && *cl) {  // no same-precision baseline: the conditioning bound
       tol.why = (*cl)->why + "; floor: " + tol.why;

@@ -57,9 +57,11 @@ struct CheckResult {
   std::string format() const;  // human table
 };
 
-// Overrides: tensor -> absolute limit (replaces the recommended tolerance).
+// Overrides: tensor -> absolute limit (replaces the recommended tolerance). row_bound: judge out,
+// dq, dk, dv, dr by the condition-aware per-row bound (validation/row_bound.hpp) instead of the
+// same-precision baseline (an --tol override still wins).
 CheckResult check_candidate(const std::string& fixture_path, const FixtureData& fx, const Candidate& c,
-                            const std::map<std::string, double>& abs_override = {});
+                            const std::map<std::string, double>& abs_override = {}, bool row_bound = false);
 
 // Parse "--tol out=1e-3,dq=2e-3" (may be repeated). Throws plx::Error on bad syntax.
 std::map<std::string, double> parse_tol_overrides(const std::vector<std::string>& specs);

@@ -53,6 +53,7 @@ inline constexpr const char* kRuleBaseline = "same-precision baseline";  // 2x b
 inline constexpr const char* kRuleConditioning = "conditioning bound";   // validation/conditioning.hpp
 inline constexpr const char* kRuleFallback = "float64 fallback baseline (not a same-precision rule)";
 inline constexpr const char* kRuleOverride = "--tol override";
+inline constexpr const char* kRuleRowBound = "condition-aware row bound";  // validation/row_bound.hpp
 
 // Multi-index of a flat position in a row-major shape.
 std::vector<std::size_t> unflatten(std::size_t flat, const std::vector<std::size_t>& shape);

@@ -21,6 +21,8 @@
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/suite.hpp"
+#include "validation/mpi_shard.hpp"
+#include "validation/sweep.hpp"
 
 #ifndef PLX_SOURCE_DIR
 #define PLX_SOURCE_DIR "."
@@ -36,25 +38,25 @@ namespace {
 struct CheckArgs {
   std::string fixture, candidate, run, report;
   std::vector<std::string> tol;
-  bool json = false;
+  bool json = false, row_bound = false;
 };
 
 CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, const std::string& cand_file,
-                      const std::string& run, const std::map<std::string, double>& tol) {
-  if (!cand_file.empty()) return check_candidate(fixture_path, fx, read_candidate(cand_file, fx), tol);
+                      const std::string& run, const std::map<std::string, double>& tol, bool row_bound = false) {
+  if (!cand_file.empty()) return check_candidate(fixture_path, fx, read_candidate(cand_file, fx), tol, row_bound);
   CandidateResult r = run_candidate(run, fx.p, fx.in);
   Candidate c = candidate_from_result("run:" + run, r, fx.p, candidate_dtypes(run, fx.p));
   // Keep only tensors the fixture has truth for (e.g. gradients of a decode fixture).
   for (auto it = c.tensors.begin(); it != c.tensors.end();)
     it = fx.truth.count(it->first) ? std::next(it) : c.tensors.erase(it);
-  return check_candidate(fixture_path, fx, c, tol);
+  return check_candidate(fixture_path, fx, c, tol, row_bound);
 }
 
 int run_check(const CheckArgs& a) {
   if (a.candidate.empty() == a.run.empty()) throw Error("check: give exactly one of --candidate FILE or --run NAME");
   auto tol = parse_tol_overrides(a.tol);
   FixtureData fx = read_fixture(a.fixture);
-  CheckResult r = check_one(a.fixture, fx, a.candidate, a.run, tol);
+  CheckResult r = check_one(a.fixture, fx, a.candidate, a.run, tol, a.row_bound);
   if (!a.report.empty()) write_file_atomic(a.report, r.to_json().dump(1) + "\n");
   if (a.json) std::cout << r.to_json().dump(1) << "\n";
   else std::cout << r.format();
@@ -71,6 +73,37 @@ int run_gen(const std::string& suite_path, const std::string& out, int jobs, con
   GenOptions o;
   o.jobs = jobs, o.progress = !quiet;
   gen_suite(s, out, o);
+  return 0;
+}
+
+// ---- sweep -----------------------------------------------------------------------------
+struct SweepArgs {
+  std::string spec, out;
+  std::vector<std::string> axes, sets;
+  std::vector<std::uint64_t> seeds;
+  int jobs = 0;
+  bool quiet = false, dry_run = false, no_backward = false;
+};
+int run_sweep_cmd(const SweepArgs& a) {
+  SweepSpec s = a.spec.empty() ? SweepSpec{} : load_sweep(a.spec);
+  for (const auto& t : a.sets) set_cli_base(s, t);
+  for (const auto& t : a.axes) add_cli_axis(s, t);
+  if (!a.seeds.empty()) s.seeds = a.seeds;
+  if (a.no_backward) s.backward = false;
+  if (a.dry_run) {  // validate every point and print the plan
+    const auto pts = expand_sweep(s);
+    if (par::world().rank == 0)
+      std::cout << "plx sweep: " << pts.size() << " points x " << s.seeds.size() << " seeds = "
+                << pts.size() * s.seeds.size() << " items, spec " << s.hash() << "\n";
+    return 0;
+  }
+  if (a.out.empty()) throw Error("sweep: --out CSV is required (unless --dry-run)");
+  SweepOptions o;
+  o.jobs = a.jobs, o.progress = !a.quiet;
+  const auto r = run_sweep(s, a.out, o);
+  if (par::world().rank == 0 && !a.quiet)
+    std::fprintf(stderr, "plx sweep: %ld items in %s (%ld kept from an earlier run, %ld computed; %d rank%s)\n",
+                 r.items, a.out.c_str(), r.already, r.computed, par::world().size, par::world().size > 1 ? "s" : "");
   return 0;
 }
 
@@ -206,6 +239,21 @@ int main(int argc, char** argv) {
   check->add_flag("--json", ca.json, "print the report as JSON");
   check->add_option("--tol", ca.tol, "override limits: tensor=abs[,tensor=abs...]");
   check->add_option("--report", ca.report, "also write the JSON report to this file");
+  check->add_flag("--row-bound", ca.row_bound,
+                  "judge out, dq, dk, dv, dr by the condition-aware per-row bound (validation/row_bound.hpp) "
+                  "instead of the same-precision baseline");
+
+  auto* sweep = app.add_subcommand("sweep", "error vs the extended reference over a grid of problems, CSV (validation/sweep.hpp)");
+  SweepArgs sa;
+  sweep->add_option("--spec", sa.spec, "sweep description JSON (base problem, axes, seeds)");
+  sweep->add_option("--out", sa.out, "CSV to write; an existing one from the same description is resumed");
+  sweep->add_option("--axis", sa.axes, "add an axis: name=v1,v2,... (L, key_offset, candidate, member, or a problem field)");
+  sweep->add_option("--set", sa.sets, "set a base problem field: field=value (dotted: solver.lambda=0.01)");
+  sweep->add_option("--seeds", sa.seeds, "seeds (replace the description's)");
+  sweep->add_option("--jobs", sa.jobs, "threads over items (default: all); output bytes do not depend on it");
+  sweep->add_flag("--no-backward", sa.no_backward, "forward only");
+  sweep->add_flag("--dry-run", sa.dry_run, "validate every point and print the item count; compute nothing");
+  sweep->add_flag("--quiet", sa.quiet, "no progress on stderr");
 
   auto* inspect = app.add_subcommand("inspect", "print a fixture's problem, provenance and contents");
   std::string insp_file;
@@ -213,6 +261,15 @@ int main(int argc, char** argv) {
   inspect->add_option("file", insp_file, "fixture .h5")->required();
   inspect->add_flag("--json", insp_json, "print as JSON");
 
+  try {
+    par::init(&argc, &argv);  // MPI only under mpirun (validation/mpi_shard.hpp)
+  } catch (const plx::Error& e) {
+    std::cerr << "plx: error: " << e.what() << "\n";
+    return 2;
+  }
+  struct Finalize {
+    ~Finalize() { par::finalize(); }
+  } finalize_mpi;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -224,8 +281,10 @@ int main(int argc, char** argv) {
     if (*gen) return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet);
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);
+    if (*sweep) return run_sweep_cmd(sa);
   } catch (const plx::Error& e) {
     std::cerr << "plx: error: " << e.what() << "\n";
+    if (par::world().size > 1) par::abort_all(2);
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "plx: error: " << e.what() << "\n";
