@@ -20,12 +20,15 @@ std::map<std::string, std::vector<double>> row_sensitivities(const Problem& p, c
   const double tau = p.tau();
   const bool grads = !t.grads.empty();
   const bool probe = p.probe != Probe::None, solver = p.probe == Probe::Solver;
+  const bool accumulator = p.form == Formulation::Accumulator && p.anchor == Anchor::KeyMean && probe;
   std::map<std::string, std::vector<double>> M;
   M["out"].assign(B * Lq * Hq, 0.0);
+  std::vector<double> dk2, dv2;  // key rows: sums of squares over queries
   if (grads) {
     M["dq"].assign(B * Lq * Hq, 0.0);
     M["dk"].assign(B * Lkv * Hkv, 0.0);
     M["dv"].assign(B * Lkv * Hkv, 0.0);
+    dk2.assign(B * Lkv * Hkv, 0.0), dv2.assign(B * Lkv * Hkv, 0.0);
     if (p.probe == Probe::Learned) M["dr"].assign(B * Lq * Hq, 0.0);
   }
   const auto& m = t.saved.at("m");
@@ -36,8 +39,11 @@ std::map<std::string, std::vector<double>> row_sensitivities(const Problem& p, c
   const auto& vbar = t.saved.at("vbar");
   const Tensor<double>* kap = nullptr;
   if (solver) kap = &t.diag.at(p.anchor == Anchor::Query ? "cond_Sigma" : "cond_C");
+  auto rownorm = [](const Tensor<double>& x, std::size_t a, std::size_t b, std::size_t c) {
+    return norm2(&x.data[x.at4(a, b, c, 0)], x.shape[3]);
+  };
 
-  std::vector<double> kn(Lkv), vn(Lkv);
+  std::vector<double> kn(Lkv), vn(Lkv), kbar(D), wz(D), dvv(Dv);
   for (std::size_t b = 0; b < B; ++b)
     for (std::size_t h = 0; h < Hq; ++h) {
       const std::size_t g = h / std::size_t(p.group());
@@ -54,17 +60,25 @@ std::map<std::string, std::vector<double>> row_sensitivities(const Problem& p, c
         const double* out = &t.out.data[t.out.at4(b, i, h, 0)];
         const double* vb = &vbar.data[vbar.at4(b, i, h, 0)];
         const double mi = m(b, h, i), om = omega(b, h, i), zb = zbar(b, h, i);
-        const double gam = om / dden(b, h, i);
-        const double ag = std::fabs(gam);
+        const double gam = om / dden(b, h, i), ag = std::fabs(gam);
         const double kappa = kap ? std::min((*kap)(b, h, i), 1e300) : 0.0;
-        double tt = 0, bb = 0, Tabs = 0, Babs = 0;
+        const double cf = 1 + kappa;  // solver probes: the solve's error, relative to the probe, is ~ u kappa
+        double tt = 0, bb = 0, T = 0, Bv = 0;
         for (std::size_t d = 0; d < Dv; ++d) {
           tt += dO[d] * out[d], bb += dO[d] * vb[d];
-          Tabs += std::fabs(dO[d] * out[d]), Babs += std::fabs(dO[d] * vb[d]);
+          T += std::fabs(dO[d] * out[d]), Bv += std::fabs(dO[d] * vb[d]);
         }
-        const double qn = norm2(q, D), thn = norm2(th, D), dOn = norm2(dO, Dv);
-        double Mout = 0, Mdq = 0, Mdr = 0;
-        for (int j = R.lo; j < R.hi; ++j) {
+        const double qn = norm2(q, D), thn = norm2(th, D), dOn = norm2(dO, Dv), outn = norm2(out, Dv), vbn = norm2(vb, Dv);
+        double outvb = 0;
+        for (std::size_t d = 0; d < Dv; ++d) outvb += (out[d] - vb[d]) * (out[d] - vb[d]);
+        outvb = std::sqrt(outvb);
+        // Pass 1: weights, kbar = sum p k, sum p (z - zbar) k, and the coherent sums.
+        const int n = R.size();
+        std::vector<double> P(n), S(n), SS(n), Z(n), SZ(n);
+        std::fill(kbar.begin(), kbar.end(), 0.0), std::fill(wz.begin(), wz.end(), 0.0);
+        double acc_lin = 0, cov_lin = 0;
+        for (int jj = 0; jj < n; ++jj) {
+          const int j = R.lo + jj;
           const double* k = &in.k.data[in.k.at4(b, j, g, 0)];
           const double* v = &in.v.data[in.v.at4(b, j, g, 0)];
           double s = 0, ss = 0, z = 0, sz = 0;
@@ -72,31 +86,69 @@ std::map<std::string, std::vector<double>> row_sensitivities(const Problem& p, c
             s += q[d] * k[d], ss += std::fabs(q[d] * k[d]);
             if (probe) z += th[d] * k[d], sz += std::fabs(th[d] * k[d]);
           }
-          s *= tau, ss *= tau;
-          const double pj = std::exp(s - mi) / om;
-          const double f = 1 + ss + ag * (std::fabs(z - zb) + sz) * (1 + kappa);
-          Mout += pj * f * vn[j];
-          if (!grads) continue;
-          double a = 0, A = 0;
-          for (std::size_t d = 0; d < Dv; ++d) a += dO[d] * v[d], A += std::fabs(dO[d] * v[d]);
-          const double gl = pj * (a - tt + gam * (zb - z) * (a - bb));
-          const double gu = -gam * pj * (a - bb);
-          const double egl = std::fabs(gl) + pj * (A + Tabs) * f;
-          const double egu = std::fabs(gu) + ag * pj * (A + Babs) * f;
-          Mdq += tau * egl * kn[j];
-          Mdr += egu * kn[j];
-          const std::size_t kr = (b * Lkv + std::size_t(j)) * Hkv + g;
-          M["dk"][kr] += egl * tau * qn + (probe ? egu * thn : 0.0);
-          M["dv"][kr] += pj * f * dOn;
+          P[jj] = std::exp(tau * s - mi) / om, S[jj] = tau * s, SS[jj] = tau * ss, Z[jj] = z, SZ[jj] = sz;
+          for (std::size_t d = 0; d < D; ++d) kbar[d] += P[jj] * k[d], wz[d] += P[jj] * (z - zb) * k[d];
+          if (accumulator) acc_lin += P[jj] * std::fabs(z) * vn[j];
+          double dv2j = 0;
+          for (std::size_t d = 0; d < Dv; ++d) dv2j += (v[d] - vb[d]) * (v[d] - vb[d]);
+          cov_lin += P[jj] * std::sqrt(dv2j);  // times |k_j - kbar| below
         }
+        double kbn = norm2(kbar.data(), D), wzn = norm2(wz.data(), D);
+        // out: coherent part (normalisation, accumulator cancellation, the solve's error through
+        // Cov(k, v), the query-anchored gamma) plus the root-sum-square of independent per-key roundings.
+        double lin = outn + (accumulator ? ag * (std::fabs(zb) * vbn + acc_lin) : 0.0);
+        double rss = 0, lin_cov = 0;
+        double Mdq2 = 0, Mdr2 = 0;
+        for (int jj = 0; jj < n; ++jj) {
+          const int j = R.lo + jj;
+          const double* k = &in.k.data[in.k.at4(b, j, g, 0)];
+          const double* v = &in.v.data[in.v.at4(b, j, g, 0)];
+          double vo = 0, vv = 0, kk = 0, a = 0, A = 0;
+          for (std::size_t d = 0; d < Dv; ++d) {
+            vo += (v[d] - out[d]) * (v[d] - out[d]), vv += (v[d] - vb[d]) * (v[d] - vb[d]);
+            a += dO[d] * v[d], A += std::fabs(dO[d] * v[d]);
+          }
+          for (std::size_t d = 0; d < D; ++d) kk += (k[d] - kbar[d]) * (k[d] - kbar[d]);
+          vo = std::sqrt(vo), vv = std::sqrt(vv), kk = std::sqrt(kk);
+          const double pj = P[jj], dz = std::fabs(Z[jj] - zb);
+          const double gj = pj * (1 + ag * dz);
+          const double term = gj * SS[jj] * vo + pj * ag * SZ[jj] * vv + pj * vn[j];
+          rss += term * term;
+          if (solver) lin_cov += pj * kk * vv;
+          if (!grads) continue;
+          const double gl = pj * (a - tt + gam * (zb - Z[jj]) * (a - bb));
+          const double gu = -gam * pj * (a - bb);
+          // one rounding of a_j (u A), of s_j (relative u sigma_s on p_j), of z_j (u sigma_z)
+          const double egl = pj * (A + std::fabs(a - tt) * SS[jj] + ag * (dz * A + SZ[jj] * std::fabs(a - bb))) +
+                             std::fabs(gl) * SS[jj];
+          const double egu = ag * pj * (A + std::fabs(a - bb) * SS[jj]) + std::fabs(gu) * SS[jj];
+          Mdq2 += (tau * kn[j] * egl) * (tau * kn[j] * egl);
+          Mdr2 += (kn[j] * egu) * (kn[j] * egu);
+          const std::size_t kr = (b * Lkv + std::size_t(j)) * Hkv + g;
+          const double ek = tau * qn * (egl + pj * T) * cf + (probe ? thn * (egu + ag * pj * Bv) * cf : 0.0);
+          dk2[kr] += ek * ek;
+          const double ev = dOn * (gj * SS[jj] + pj * ag * SZ[jj] * cf + pj);
+          dv2[kr] += ev * ev;
+        }
+        if (solver) lin += ag * kappa * thn * lin_cov + cf * ag * std::fabs(gam - 1) * outvb;
         const std::size_t qr = (b * Lq + i) * Hq + h;
-        M["out"][qr] = Mout;
+        M["out"][qr] = lin + std::sqrt(rss) * cf;
         if (grads) {
-          M["dq"][qr] = Mdq;
-          if (M.count("dr")) M["dr"][qr] = Mdr;
+          // Coherent: t and b rounded once per row multiply sum p k and sum p (z - zbar) k.
+          const double dqn = rownorm(t.grads.at("dq"), b, i, h);
+          M["dq"][qr] = (dqn + tau * (T * kbn + ag * Bv * wzn) + std::sqrt(Mdq2)) * cf;
+          if (M.count("dr")) M["dr"][qr] = rownorm(t.grads.at("dr"), b, i, h) + ag * Bv * kbn + std::sqrt(Mdr2);
         }
       }
     }
+  if (grads)
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t j = 0; j < Lkv; ++j)
+        for (std::size_t g = 0; g < Hkv; ++g) {
+          const std::size_t kr = (b * Lkv + j) * Hkv + g;
+          M["dk"][kr] = rownorm(t.grads.at("dk"), b, j, g) + std::sqrt(dk2[kr]);
+          M["dv"][kr] = rownorm(t.grads.at("dv"), b, j, g) + std::sqrt(dv2[kr]);
+        }
   return M;
 }
 

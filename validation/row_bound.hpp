@@ -6,28 +6,32 @@
 //
 //   |c_row - t_row|_2 <= C_T * u * M_row + u_s * |t_row|_2
 //
-// M_row is the row's first-order sensitivity to one relative rounding of every quantity the
-// kernel forms, computed from the inputs and the truth's saved intermediates (in double):
-// with p_j the attention weights, sigma_s_j = tau sum_d |q_d k_jd| (the size of the terms of the
-// logit s_j, which one rounding perturbs by u sigma_s_j), z_j = theta.k_j, sigma_z_j = sum_d
-// |theta_d k_jd| (the same for z_j), gamma = omega / d (1 for the key-mean anchor) and
-// kappa = the condition number of the row's ridge system for solver probes (0 otherwise):
+// M_row is the row's first-order sensitivity to one rounding of every quantity the kernel forms,
+// computed from the inputs and the truth's saved intermediates (in double). Rounding errors of
+// different keys are independent, so their effects add as a root sum of squares; errors shared by
+// the whole row (the normalisation, t = <dO, out> and b = <dO, vbar>, the accumulator form's two
+// large sums, the solve's error in the probe) act coherently and add linearly. With p_j the weights,
+// sigma_s_j = tau sum_d |q_d k_jd| (one rounding of the logit s_j moves it by ~u sigma_s_j),
+// z_j = theta.k_j, sigma_z_j = sum_d |theta_d k_jd|, gamma = omega / d (1 for the key-mean anchor)
+// and kappa the condition number of the row's ridge system (solver probes; 0 otherwise):
 //
-//   f_j   = 1 + sigma_s_j + |gamma| (|z_j - zbar| + sigma_z_j) (1 + kappa)
-//   out:  M = sum_j p_j f_j |v_j|_2
-//   dq:   M = tau sum_j (|gl_j| + p_j (A_j + T) f_j) |k_j|_2
-//   dr:   M = sum_j (|gu_j| + |gamma| p_j (A_j + Bv) f_j) |k_j|_2
-//   dk_j: M = sum_i (|gl_ij| + p_ij (A_ij + T_i) f_ij) tau |q_i|_2 + (|gu_ij| + ...) |theta_i|_2
-//   dv_j: M = sum_i p_ij f_ij |dO_i|_2
+//   out: |out| + [accumulator] |gamma| (|zbar| |vbar| + sum_j p_j |z_j| |v_j|)
+//        + [solver] |gamma| kappa |theta| sum_j p_j |k_j - kbar| |v_j - vbar| + (1 + kappa) |gamma| |gamma - 1| |out - vbar|
+//        + (1 + kappa) sqrt(sum_j [p_j (1 + |gamma| |z_j - zbar|) sigma_s_j |v_j - out| + p_j |gamma| sigma_z_j |v_j - vbar| + p_j |v_j|]^2)
+//   dq:  (1 + kappa) (|dq| + tau (T |kbar| + |gamma| Bv |sum_j p_j (z_j - zbar) k_j|) + sqrt(sum_j (tau |k_j| e_j)^2))
+//   dr:  |dr| + |gamma| Bv |kbar| + sqrt(sum_j (|k_j| f_j)^2)
+//   dk_j, dv_j: |row| + the root sum of squares over the queries i of the same per-(i, j) terms
 //
-// where A_j = sum_d |dO_d||v_jd|, T = sum_d |dO_d||out_d|, Bv = sum_d |dO_d||vbar_d|, and gl, gu
-// are the per-key backward weights (docs/gradients.md). The terms are what cancels: a common key
-// offset makes sigma_z_j and |k_j| large while z_j - zbar and the gradients stay small, so the
-// bound grows exactly where the arithmetic loses digits. Saved-tensor backwards (t taken from the
-// stored out) use u = max(u_w, u_s). C_T is one constant per tensor, measured on sweep data
-// (docs/stability.md, "condition-aware tolerance"): the rule is an empirical envelope of a
-// first-order model, validated to hold for >= 99.9 % of rows and to be <= 10x the error on the
-// median row; it is not a proof.
+// with e_j = p_j (A_j + |a_j - t| sigma_s_j + |gamma| (|z_j - zbar| A_j + sigma_z_j |a_j - b|)) + |gl_j| sigma_s_j,
+// f_j = |gamma| p_j (A_j + |a_j - b| sigma_s_j) + |gu_j| sigma_s_j, a_j = dO.v_j, A_j = sum_d |dO_d v_jd|,
+// T = sum_d |dO_d out_d|, Bv = sum_d |dO_d vbar_d|, gl and gu the backward's per-key weights
+// (docs/gradients.md). A common key offset makes sigma_z_j, |k_j| and |kbar| large while the outputs
+// stay put, so the bound grows exactly where the arithmetic loses digits; the accumulator form's
+// cancellation and t taken from a rounded out enter as the coherent terms. Saved-tensor backwards
+// use u = max(u_w, u_s). C_T is one constant per tensor, measured on the calibration sweep
+// (bench/stability/rowbound.json, docs/stability.md "condition-aware tolerance"): the rule is an
+// empirical envelope of a first-order model, validated to hold for >= 99.9 % of rows and to be
+// <= 10x the error on the median row; it is not a proof.
 // Not covered: dlambda, decode problems, empty rows (their truth is exactly zero: any nonzero
 // candidate value fails).
 #pragma once

@@ -138,7 +138,7 @@ def main():
         save(fig, a.figures, "stability_L.png", made)
         for m in ["softmax", "parallax", "parallax_centred", "lla", "lla_cov"]:
             for t in ["out", "dq"]:
-                for L in [32, 512]:
+                for L in [32, 256]:
                     V[f"L_{m}_{t}_{L}"] = fmt(med(rows, t + "_norm", lambda r, m=m, L=L: r["member"] == m and r["Lkv"] == L))
 
     if "zcancel" in D:
