@@ -758,7 +758,8 @@ SweepRunResult run_sweep(const SweepSpec& s, const std::string& csv_path, const 
         o << pending[next] << "\n";
         o.flush();
         pending.erase(next);
-        prog.update(++next, item_what(next - 1));
+        const long done_k = next++;
+      prog.update(next, item_what(done_k));
       }
     };
     for (long k = already; k < end; k += W.size) {
@@ -773,7 +774,7 @@ SweepRunResult run_sweep(const SweepSpec& s, const std::string& csv_path, const 
       pending[k] = std::move(r);
       drain(false);
     }
-    drain(true);
+    while (next < end) drain(true);
     res.computed = todo;
     return res;
   }
@@ -807,7 +808,8 @@ SweepRunResult run_sweep(const SweepSpec& s, const std::string& csv_path, const 
       o << pending[next] << "\n";
       o.flush();
       pending.erase(next);
-      prog.update(++next, item_what(next - 1));
+      const long done_k = next++;
+      prog.update(next, item_what(done_k));
     }
   }
   if (!errs.empty()) std::rethrow_exception(errs.front());
