@@ -28,5 +28,5 @@ cat > "$DATA/meta.json" <<JSON
 {"seconds": $((t1 - t0)), "date": "$(date -u +%F)", "cores": $(nproc), "ranks": "${PLX_RANKS:-1 (OpenMP over items)}",
  "commit": "$(git rev-parse --short HEAD)", "cpu": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"}
 JSON
-python3 bench/stability/plot.py "$DATA" --figures docs/figures --doc docs/stability.md --meta "$DATA/meta.json"
+/usr/bin/python3 bench/stability/plot.py "$DATA" --figures docs/figures --doc docs/stability.md --meta "$DATA/meta.json"
 echo "stability study: sweeps $((t1 - t0)) s, total $(( $(date +%s) - t0 )) s"
