@@ -12,6 +12,7 @@
 #include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/symmetry.hpp"
+#include "validation/row_bound.hpp"
 
 namespace plx {
 using nlohmann::json;
@@ -170,6 +171,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   const std::string& baseline = opt.baseline;
   res.baseline = baseline.empty() ? "default" : profile_by_name(baseline).name;
   const auto& abs_override = opt.abs_override;
+  const bool row_bound = opt.row_bound;
   for (const auto& [name, t] : abs_override)
     if (!c_in.tensors.count(name))
       throw Error("--tol names tensor '" + name + "', which the candidate does not provide");
@@ -263,6 +265,18 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     const auto& base = baselines.at(ct.dtype);
     const Tensor<double>* b = base.count(name) ? &base.at(name) : nullptr;
     const bool overridden = abs_override.count(name) > 0;
+    if (row_bound && !overridden) {  // validation/row_bound.hpp
+      std::string note;
+      auto lim = fixture_row_limits(fx, ct.dtype, name, &note);
+      if (lim) {
+        TensorReport rep = compare_tensor(name, ct.values, fx.truth.at(name).hi, ct.dtype,
+                                          Tolerance{0.0, 0.0, 0.0, note}, b, &*lim);
+        rep.rule = kRuleRowBound;
+        res.reports.push_back(std::move(rep));
+        continue;
+      }
+      res.notes.push_back("--row-bound: " + note + "; " + name + " keeps the same-precision rule");
+    }
     const std::optional<ConditioningLimit>* cl = cond.count(ct.dtype) ? &cond.at(ct.dtype) : nullptr;
     if (!overridden && name == "out" && cl && *cl) {  // no same-precision baseline: the conditioning bound
       tol.why = (*cl)->why + "; floor: " + tol.why;

@@ -76,6 +76,9 @@ struct CheckOptions {
   // the others with the feature axes permuted). 0 = default_baseline_variants(p).
   int baseline_variants = 0;
   std::string baseline;  // "" = the default same-precision baseline, else an emulation profile (--baseline)
+  // Judge out, dq, dk, dv, dr by the condition-aware per-row bound (validation/row_bound.hpp)
+  // instead of the same-precision baseline (--row-bound; a --tol override still wins).
+  bool row_bound = false;
 };
 
 // 4 for solver-probe members (LLA: the fp32 solve's error is one noisy sample of a

@@ -79,6 +79,7 @@ inline constexpr const char* kSetByOverride = "override";
 void mark_not_judged(TensorReport& r, const std::string& why);
 // "PASS", "FAIL" or "NOT JUDGED".
 std::string status_str(const TensorReport& r);
+inline constexpr const char* kRuleRowBound = "condition-aware row bound";  // validation/row_bound.hpp
 
 // Multi-index of a flat position in a row-major shape.
 std::vector<std::size_t> unflatten(std::size_t flat, const std::vector<std::size_t>& shape);

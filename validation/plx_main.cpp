@@ -29,6 +29,8 @@
 #include "validation/problem_json.hpp"
 #include "validation/suite.hpp"
 #include "validation/user_inputs.hpp"
+#include "validation/mpi_shard.hpp"
+#include "validation/sweep.hpp"
 
 #ifndef PLX_SOURCE_DIR
 #define PLX_SOURCE_DIR "."
@@ -44,7 +46,7 @@ namespace {
 struct CheckArgs {
   std::string fixture, candidate, run, report, baseline;
   std::vector<std::string> tol;
-  bool json = false, require_all = false, ignore_extra = false, as_problem_dtype = false;
+  bool json = false, require_all = false, ignore_extra = false, as_problem_dtype = false, row_bound = false;
 };
 
 CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, const std::string& cand_file,
@@ -74,7 +76,7 @@ int run_check(const CheckArgs& a) {
   if (a.candidate.empty() == a.run.empty()) throw Error("check: give exactly one of --candidate FILE or --run NAME");
   CheckOptions opt;
   opt.abs_override = parse_tol_overrides(a.tol);
-  opt.require_all = a.require_all, opt.as_problem_dtype = a.as_problem_dtype;
+  opt.require_all = a.require_all, opt.as_problem_dtype = a.as_problem_dtype, opt.row_bound = a.row_bound;
   FixtureData fx = read_fixture(a.fixture);
   if (!a.baseline.empty()) profile_by_name(a.baseline);  // an unknown name fails before any work
   opt.baseline = a.baseline;
@@ -118,6 +120,37 @@ int run_gen_inputs(const std::string& inputs, const std::string& problem_path, c
   f.purpose = purpose;
   write_fixture(f, out);
   std::cerr << "plx gen: wrote " << out << " (" << member_name(p) << ", truth in " << f.scalar << ")\n";
+  return 0;
+}
+
+// ---- sweep -----------------------------------------------------------------------------
+struct SweepArgs {
+  std::string spec, out;
+  std::vector<std::string> axes, sets;
+  std::vector<std::uint64_t> seeds;
+  int jobs = 0;
+  bool quiet = false, dry_run = false, no_backward = false;
+};
+int run_sweep_cmd(const SweepArgs& a) {
+  SweepSpec s = a.spec.empty() ? SweepSpec{} : load_sweep(a.spec);
+  for (const auto& t : a.sets) set_cli_base(s, t);
+  for (const auto& t : a.axes) add_cli_axis(s, t);
+  if (!a.seeds.empty()) s.seeds = a.seeds;
+  if (a.no_backward) s.backward = false;
+  if (a.dry_run) {  // validate every point and print the plan
+    const auto pts = expand_sweep(s);
+    if (par::world().rank == 0)
+      std::cout << "plx sweep: " << pts.size() << " points x " << s.seeds.size() << " seeds = "
+                << pts.size() * s.seeds.size() << " items, spec " << s.hash() << "\n";
+    return 0;
+  }
+  if (a.out.empty()) throw Error("sweep: --out CSV is required (unless --dry-run)");
+  SweepOptions o;
+  o.jobs = a.jobs, o.progress = !a.quiet;
+  const auto r = run_sweep(s, a.out, o);
+  if (par::world().rank == 0 && !a.quiet)
+    std::fprintf(stderr, "plx sweep: %ld items in %s (%ld kept from an earlier run, %ld computed; %d rank%s)\n",
+                 r.items, a.out.c_str(), r.already, r.computed, par::world().size, par::world().size > 1 ? "s" : "");
   return 0;
 }
 
@@ -309,6 +342,21 @@ int main(int argc, char** argv) {
   check->add_option("--baseline", ca.baseline,
                     "same-precision baseline: an emulation profile (docs/emulation.md), e.g. flash-bf16; "
                     "default: the float32 reference rounded to the candidate dtype (float64 for float64)");
+  check->add_flag("--row-bound", ca.row_bound,
+                  "judge out, dq, dk, dv, dr by the condition-aware per-row bound (validation/row_bound.hpp) "
+                  "instead of the same-precision baseline");
+
+  auto* sweep = app.add_subcommand("sweep", "error vs the extended reference over a grid of problems, CSV (validation/sweep.hpp)");
+  SweepArgs sa;
+  sweep->add_option("--spec", sa.spec, "sweep description JSON (base problem, axes, seeds)");
+  sweep->add_option("--out", sa.out, "CSV to write; an existing one from the same description is resumed");
+  sweep->add_option("--axis", sa.axes, "add an axis: name=v1,v2,... (L, key_offset, candidate, member, or a problem field)");
+  sweep->add_option("--set", sa.sets, "set a base problem field: field=value (dotted: solver.lambda=0.01)");
+  sweep->add_option("--seeds", sa.seeds, "seeds (replace the description's)");
+  sweep->add_option("--jobs", sa.jobs, "threads over items (default: all); output bytes do not depend on it");
+  sweep->add_flag("--no-backward", sa.no_backward, "forward only");
+  sweep->add_flag("--dry-run", sa.dry_run, "validate every point and print the item count; compute nothing");
+  sweep->add_flag("--quiet", sa.quiet, "no progress on stderr");
 
   auto* inspect = app.add_subcommand("inspect", "print a fixture's problem, provenance and contents");
   std::string insp_file;
@@ -318,10 +366,20 @@ int main(int argc, char** argv) {
 
   app.footer(environment_help());
   try {
-    apply_environment();
+    par::init(&argc, &argv);  // MPI only under mpirun (validation/mpi_shard.hpp)
   } catch (const plx::Error& e) {
     std::cerr << "plx: error: " << e.what() << "\n";
     return 2;
+  }
+  struct Finalize {
+    ~Finalize() { par::finalize(); }
+  } finalize_mpi;
+  try {
+    apply_environment();
+  } catch (const plx::Error& e) {
+    const int rc = fail(e.what(), 2);
+    if (par::world().size > 1) par::abort_all(rc);
+    return rc;
   }
   try {
     app.parse(argc, argv);
@@ -349,8 +407,11 @@ int main(int argc, char** argv) {
     }
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);
+    if (*sweep) return run_sweep_cmd(sa);
   } catch (const std::exception& e) {  // plx::Error and anything else: bad input, exit 2
-    return fail(e.what(), 2);
+    const int rc = fail(e.what(), 2);
+    if (par::world().size > 1) par::abort_all(rc);  // one rank's error ends every rank
+    return rc;
   }
   return 0;
 }

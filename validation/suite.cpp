@@ -17,6 +17,7 @@
 #include <set>
 
 #include "validation/fixture.hpp"
+#include "validation/mpi_shard.hpp"
 #include "validation/problem_json.hpp"
 
 namespace plx {
@@ -161,8 +162,12 @@ json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
   const int jobs = opt.jobs > 0 ? opt.jobs : omp_get_max_threads();
   omp_set_max_active_levels(1);  // a case's own OpenMP loop runs serially inside a multi-thread team
   const auto t0 = std::chrono::steady_clock::now();
+  // Under MPI (validation/mpi_shard.hpp) rank r writes the cases order[k] with k % size == r and
+  // rank 0 gathers their dataset hashes for the manifest: the same bytes as one process.
+  const auto& W = par::world();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
   for (int k = 0; k < n; ++k) {
+    if (k % W.size != W.rank) continue;
     const int i = order[k];
     const auto c0 = std::chrono::steady_clock::now();
     try {
@@ -179,6 +184,28 @@ json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
 #pragma omp critical(plx_progress)
       std::fprintf(stderr, "plx gen: [%d/%d] %-32s %6.2f s%s\n", d, n, s.cases[i].file.c_str(), sec,
                    errs[i] ? "  FAILED" : "");
+    }
+  }
+  if (W.size > 1) {  // every rank's hashes (or its first error) to rank 0
+    json mine = json::object();
+    for (int k = W.rank; k < n; k += W.size) {
+      const int i = order[k];
+      if (errs[i]) {
+        try {
+          std::rethrow_exception(errs[i]);
+        } catch (const std::exception& e) {
+          mine = {{"error", e.what()}};
+        }
+        break;
+      }
+      mine[std::to_string(i)] = hashes[i];
+    }
+    const auto all = par::gather_text(mine.dump());
+    if (W.rank != 0) return json();
+    for (const auto& t : all) {
+      const json r = json::parse(t);
+      if (r.contains("error")) throw Error(r["error"].get<std::string>());
+      for (auto it = r.begin(); it != r.end(); ++it) hashes[std::stoi(it.key())] = it.value().get<std::map<std::string, std::string>>();
     }
   }
   for (auto& e : errs)
