@@ -8,15 +8,15 @@
 using namespace plx;
 
 // Every case runs twice: the CPU's SHA extensions (where present) and the portable compression.
-class Sha256 : public ::testing::TestWithParam<bool> {
+class Sha256Modes : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override { set_sha256_portable(GetParam()); }
   void TearDown() override { set_sha256_portable(false); }
 };
-INSTANTIATE_TEST_SUITE_P(Modes, Sha256, ::testing::Values(false, true),
+INSTANTIATE_TEST_SUITE_P(Modes, Sha256Modes, ::testing::Values(false, true),
                          [](const auto& i) { return i.param ? "portable" : "cpu_extensions"; });
 
-TEST_P(Sha256, KnownVectors) {
+TEST_P(Sha256Modes, KnownVectors) {
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
@@ -33,7 +33,7 @@ TEST_P(Sha256, KnownVectors) {
   EXPECT_EQ(h.hex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
-TEST_P(Sha256, PaddingBoundaries) {
+TEST_P(Sha256Modes, PaddingBoundaries) {
   // Lengths 55, 56, 63, 64 straddle the padding block boundary; streaming == one-shot.
   for (std::size_t n : {55u, 56u, 63u, 64u, 65u, 119u, 120u}) {
     std::string s(n, 'x');
