@@ -176,7 +176,8 @@ bool iterative_solve(const Problem& p) {
 
 // Rows (b, h, i) whose per-row solver work the iterative cross-check may spend: each row forms
 // its D x D system (n D^2) and runs the CG (k D^2), in dd and in quad-double (and the backward's
-// second solve). 3e4 rows of D = 64 take about a minute in quad-double on one core.
+// second solve). The budget (3e4 rows of D = 64 with L = 128) is a work count, not yet
+// calibrated against measured quad-double times.
 constexpr double kIterativeCrossCheckWork = 3e4 * 64.0 * 64.0 * 160.0;
 double iterative_work(const Problem& p, int B, int Lq) {
   return double(B) * p.Hq * Lq * double(p.D) * p.D * (p.Lkv + p.solver.cg_max_iters);
@@ -217,7 +218,8 @@ FixtureData last_rows(const FixtureData& f, int lq) {
 }
 
 // The iterative solve's reference error: the truth's scalar against quad-double (u = 2^-209,
-// ~1e-63: deeper than dd and bf50, and ~10x cheaper than bf50), on the whole case when its
+// ~1e-63: deeper than dd and bf50, and libqd's fixed four-double arithmetic rather than
+// cpp_bin_float's), on the whole case when its
 // solver work fits kIterativeCrossCheckWork, else on the last rows of batch 0 (all heads).
 // The stated value is the measured difference times (1 + 1e-12): the quad-double run's own error
 // is the same amplification of a 1e-31 (vs dd) or 1e-13 (vs bf50) times smaller rounding, and the
