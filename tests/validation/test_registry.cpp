@@ -10,6 +10,7 @@
 #include "validation/candidates.hpp"
 
 using namespace plx;
+using plx::test::expect_error;
 
 TEST(Registry, EveryBackendIsCompleteUniqueAndOrdered) {
   const auto& b = backends();
