@@ -364,7 +364,11 @@ int main(int argc, char** argv) {
   inspect->add_option("file", insp_file, "fixture .h5")->required();
   inspect->add_flag("--json", insp_json, "print as JSON");
 
-  app.footer(environment_help());
+  {
+    std::string foot = "Backends for check --run (best first):";
+    for (const Backend& b : backends()) foot += "\n  " + b.name + ": " + b.summary;
+    app.footer(foot + "\n" + environment_help());
+  }
   try {
     par::init(&argc, &argv);  // MPI only under mpirun (validation/mpi_shard.hpp)
   } catch (const plx::Error& e) {
@@ -411,7 +415,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {  // plx::Error and anything else: bad input, exit 2
     const int rc = fail(e.what(), 2);
     if (par::world().size > 1) par::abort_all(rc);  // one rank's error ends every rank
-    return rc;
+    // Leave without libhdf5's exit-time teardown: after a failed write (a full disk) it can crash
+    // on the half-written file's handles. Temporary files are already removed by the writer.
+    std::cout.flush(), std::cerr.flush();
+    std::_Exit(rc);
   }
   return 0;
 }
