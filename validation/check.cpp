@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "reference/all.hpp"
+#include "validation/cg_rule.hpp"
 #include "validation/conditioning.hpp"
 #include "validation/emulate.hpp"
 #include "validation/h5io.hpp"
@@ -179,7 +180,8 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   for (const auto& [name, t] : c_in.tensors) {
     if (!fx.truth.count(name))
       throw Error("candidate provides '" + name + "' but fixture '" + fixture_path +
-                  "' has no truth for it (" + fx.reference_error.value("notes", json::object()).dump() + ")");
+                  "' has no truth for it (" +
+                  (fx.reference_error.is_object() ? fx.reference_error.value("notes", json::object()).dump() : "{}") + ")");
     if (name != "out") want_grads = true;
   }
   // A tensor stored wider than its natural dtype: warn (naming the likely cause), and with
@@ -211,10 +213,48 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   std::map<DType, std::optional<ConditioningLimit>> cond;  // computed only where the baseline fell back
   std::map<DType, std::map<std::string, double>> variant_err;  // tensor -> largest baseline error over variants
   const int K = opt.baseline_variants > 0 ? opt.baseline_variants : default_baseline_variants(fx.p);
+  auto recommended = [&](const std::string& name, DType X) {
+    const std::string dn = to_string(X);
+    if (!fx.tolerances.contains(name) || !fx.tolerances[name].contains(dn))
+      throw Error("fixture '" + fixture_path + "' has no recommended tolerance for " + name + " in " + dn);
+    return tolerance_from_json(fx.tolerances[name][dn]);
+  };
+  std::map<DType, std::optional<CgRule>> cg_rules;  // validation/cg_rule.hpp, per candidate dtype
   for (const auto& name : checked_tensor_names()) {
     auto it = c.tensors.find(name);
     if (it == c.tensors.end()) continue;
     const CandidateTensor& ct = it->second;
+    if (cg_rule_applies(fx.p) && !abs_override.count(name) && !row_bound) {
+      if (!cg_rules.count(ct.dtype)) {
+        try {
+          cg_rules[ct.dtype] = cg_rule(fx.p, fx.in, ct.dtype, want_grads, baseline, K);
+          res.notes.push_back("CG rule for " + to_string(ct.dtype) + " candidates: " + cg_rules[ct.dtype]->baseline_note);
+        } catch (const Error& e) {
+          cg_rules[ct.dtype] = std::nullopt;
+          res.notes.push_back(std::string("no CG rule for ") + to_string(ct.dtype) + " candidates (" + e.what() +
+                              "); the same-precision rule against the fixture's CG iterate applies");
+        }
+      }
+      const auto& rule = cg_rules.at(ct.dtype);
+      if (rule && rule->tensors.count(name)) {
+        const CgRuleTensor& T = rule->tensors.at(name);
+        Tolerance tol = recommended(name, ct.dtype);
+        tol.why = rule->why + "; floor: " + tol.why;
+        TensorReport rep = compare_tensor(name, ct.values, T.direct, ct.dtype, tol, nullptr, &T.limit);
+        rep.rule = kRuleCg;
+        char buf[480];
+        std::snprintf(buf, sizeof buf,
+                      "%s: %zu of %zu rows not judged (%zu: the iteration cap, not the stopping test, ends their CG "
+                      "(a float CG's iterate there is not determined to better than its truncation error); %zu: the %s "
+                      "CG baseline lands farther than 1/4 of the row from the converged solution)",
+                      name.c_str(), T.rows_not_judged(), T.rows, T.rows_at_cap, T.rows_far, to_string(ct.dtype).c_str());
+        if (!T.not_judged_why.empty()) mark_not_judged(rep, T.not_judged_why);
+        else if (T.rows_not_judged() == T.rows) mark_not_judged(rep, buf);
+        else if (T.rows_not_judged()) res.notes.push_back(buf);
+        res.reports.push_back(std::move(rep));
+        continue;
+      }
+    }
     if (!baselines.count(ct.dtype)) {
       std::string note;
       bool fb = false;
@@ -257,10 +297,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     if (abs_override.count(name)) {
       tol = Tolerance{0.0, abs_override.at(name), 0.0, "--tol override: absolute limit"};
     } else {
-      const std::string dn = to_string(ct.dtype);
-      if (!fx.tolerances.contains(name) || !fx.tolerances[name].contains(dn))
-        throw Error("fixture '" + fixture_path + "' has no recommended tolerance for " + name + " in " + dn);
-      tol = tolerance_from_json(fx.tolerances[name][dn]);
+      tol = recommended(name, ct.dtype);
     }
     const auto& base = baselines.at(ct.dtype);
     const Tensor<double>* b = base.count(name) ? &base.at(name) : nullptr;

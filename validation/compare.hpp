@@ -80,6 +80,7 @@ void mark_not_judged(TensorReport& r, const std::string& why);
 // "PASS", "FAIL" or "NOT JUDGED".
 std::string status_str(const TensorReport& r);
 inline constexpr const char* kRuleRowBound = "condition-aware row bound";  // validation/row_bound.hpp
+inline constexpr const char* kRuleCg = "CG rule (direct-solve truth, per-row CG baseline distance)";  // validation/cg_rule.hpp
 
 // Multi-index of a flat position in a row-major shape.
 std::vector<std::size_t> unflatten(std::size_t flat, const std::vector<std::size_t>& shape);
@@ -90,7 +91,8 @@ double ulp_in(DType t, double x);
 
 // elem_limit (optional, truth's shape): a per-element limit replacing the baseline rule:
 // entry i passes when |candidate_i - truth_i| <= max(floor, elem_limit_i); the baseline, if
-// given, is still reported but sets no limit.
+// given, is still reported but sets no limit. An entry with an infinite limit is not judged
+// (the CG rule's capped rows) and does not count in the reported largest limit.
 // baseline_err (optional): the baseline's max abs error to use instead of max|baseline - truth|
 // (check.cpp: the largest over symmetric variants of the baseline run).
 TensorReport compare_tensor(const std::string& name, const Tensor<double>& candidate, const Tensor<double>& truth,

@@ -18,7 +18,7 @@
 namespace plx {
 
 std::optional<ConditioningLimit> lla_conditioning_limit(const Problem& p, const Inputs& in, DType X,
-                                                        std::string* why_not) {
+                                                        std::string* why_not, const Tensor<double>* rows) {
   auto decline = [&](const std::string& w) -> std::optional<ConditioningLimit> {
     if (why_not) *why_not = w;
     return std::nullopt;
@@ -44,6 +44,7 @@ std::optional<ConditioningLimit> lla_conditioning_limit(const Problem& p, const 
       for (int i = 0; i < Lq; ++i) {
         const RowRange R = row_range(p, b, i);
         if (R.empty()) continue;  // out = 0 exactly: the floor judges it
+        if (rows && (*rows)(b, h, i) == 0) continue;  // not asked for: limit 0
         const int n = R.size(), g = h / G;
         Mat<T> K(n, D), V(n, Dv);
         Vec<T> q(D);

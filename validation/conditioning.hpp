@@ -59,7 +59,10 @@ struct ConditioningLimit {
 
 // The bound for candidates of dtype X, or std::nullopt with *why_not when the rule does not
 // apply (member, block, solver method, or eps kappa >= 1/2 on some row).
+// `rows` (optional, [B, Hq, Lq]): compute only the rows where it is nonzero (the others get
+// limit 0 and kappa 0 and never decline the rule); the CG rule asks only for converged rows.
 std::optional<ConditioningLimit> lla_conditioning_limit(const Problem& p, const Inputs& in, DType X,
-                                                        std::string* why_not = nullptr);
+                                                        std::string* why_not = nullptr,
+                                                        const Tensor<double>* rows = nullptr);
 
 }  // namespace plx

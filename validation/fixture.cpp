@@ -257,6 +257,25 @@ FixtureData generate_fixture(const Problem& p, const std::string& scalar) {
   return generate_fixture(p, make_inputs(p), scalar);
 }
 
+std::map<std::string, Tensor<double>> reference_truth_dd(const Problem& p, const Inputs& in, bool gradients) {
+  validate(p);
+  check_inputs(p, in);
+  std::map<std::string, Tensor<double>> r;
+  auto hi = [](const auto& t) { return split(t).hi; };
+  r["out"] = hi(attention_forward<dd>(p, in).out);
+#ifdef PLX_BACKWARD_TEMPLATES
+  if (gradients && !p.decode) {
+    auto G = attention_backward<dd>(p, in);
+    r["dq"] = hi(G.dq), r["dk"] = hi(G.dk), r["dv"] = hi(G.dv);
+    if (p.probe == Probe::Learned) r["dr"] = hi(G.dr);
+    if (p.probe == Probe::Solver) r["dlambda"] = hi(G.dlambda);
+  }
+#else
+  (void)gradients;
+#endif
+  return r;
+}
+
 FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
   require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");

@@ -59,6 +59,11 @@ FixtureData generate_fixture(const Problem& p, const std::string& scalar = "dd")
 // check_user_inputs (validation/user_inputs.hpp); generate_fixture(p) is this on make_inputs(p).
 FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar);
 
+// The truth alone (no saved tensors, diagnostics or error measurement), in double-double and
+// rounded to double: out, and with `gradients` dq, dk, dv (+ dr, dlambda as the member has them).
+// The CG rule (validation/cg_rule.hpp) uses it for the direct-solve problem.
+std::map<std::string, Tensor<double>> reference_truth_dd(const Problem& p, const Inputs& in, bool gradients);
+
 // Write to `path` via a temporary name in the same directory and an atomic rename.
 // Returns dataset path -> SHA-256 (the same values stored as attributes).
 std::map<std::string, std::string> write_fixture(const FixtureData& f, const std::string& path);
