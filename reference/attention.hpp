@@ -12,6 +12,7 @@
 // results do not depend on the thread count.
 // Shapes: see reference/problem.hpp. Per-row outputs are [B, Hq, Lq].
 #pragma once
+#include <atomic>
 #include <cstdlib>
 #include <Eigen/Dense>
 #include <exception>
@@ -69,13 +70,15 @@ constexpr int kKeyTile = 64;
 // Multiprecision scalars whose products go through the four-double cascade of
 // reference/dd_kernels.hpp (mp_cascade_product_nt): cpp_bin_float_50 always, MPFR while its
 // run-time precision is at most 60 digits (<= 200 bits < the cascade's 209). bf100 and deeper
-// MPFR keep T's own arithmetic. PLX_MP_CASCADE=0 turns the cascade off (for comparisons).
+// MPFR keep T's own arithmetic. set_mp_cascade(false) turns the cascade off for comparisons
+// (the plx tool: PLX_MP_CASCADE=0, validation/environment.cpp).
 template <class T> constexpr bool mp_cascade_scalar() { return std::is_same_v<T, bf50> || std::is_same_v<T, mpfr>; }
+inline std::atomic<bool>& mp_cascade_switch() {
+  static std::atomic<bool> on{true};
+  return on;
+}
 template <class T> bool mp_cascade_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("PLX_MP_CASCADE");
-    return !(e && std::string(e) == "0");
-  }();
+  const bool on = mp_cascade_switch().load(std::memory_order_relaxed);
   if constexpr (std::is_same_v<T, mpfr>) return on && MpfrPrecision::digits10() <= 60;
   return on;
 }
@@ -464,6 +467,11 @@ void forward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, co
 }
 
 }  // namespace detail
+
+// The multiprecision product cascade (detail::mp_cascade_enabled), on by default; process-wide.
+inline void set_mp_cascade(bool on) { detail::mp_cascade_switch().store(on); }
+inline bool mp_cascade() { return detail::mp_cascade_switch().load(); }
+
 
 // The reference forward. Throws plx::Error for invalid problems/inputs and
 // plx::NumericalError where the mathematics is undefined (singular Sigma at lambda = 0).

@@ -106,7 +106,8 @@ CgRule cg_rule(const Problem& p, const Inputs& in, DType X, bool gradients, cons
   std::string cond_why;
   Tensor<double> judged_rows(iters.shape, 0.0);
   for (std::size_t t = 0; t < iters.size(); ++t) judged_rows.data[t] = iters.data[t] <= K - margin;
-  const auto cond = lla_conditioning_limit(direct, in, X, &cond_why, &judged_rows);
+  const bool query_centred = p.anchor == Anchor::Query && p.form == Formulation::Accumulator;
+  const auto cond = lla_conditioning_limit(direct, in, X, &cond_why, &judged_rows, query_centred);
   rule.conditioning = cond.has_value();
   for (const auto& [n, x] : truth) {
     if (!dist.count(n)) continue;

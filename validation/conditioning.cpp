@@ -18,7 +18,8 @@
 namespace plx {
 
 std::optional<ConditioningLimit> lla_conditioning_limit(const Problem& p, const Inputs& in, DType X,
-                                                        std::string* why_not, const Tensor<double>* rows) {
+                                                        std::string* why_not, const Tensor<double>* rows,
+                                                        bool sigma_kappa) {
   auto decline = [&](const std::string& w) -> std::optional<ConditioningLimit> {
     if (why_not) *why_not = w;
     return std::nullopt;
@@ -71,7 +72,9 @@ std::optional<ConditioningLimit> lla_conditioning_limit(const Problem& p, const 
         Bm.diagonal().array() += from_double<T>(in.lambda(b, h, i));
         const Vec<T> delta = kbar - q;
         Eigen::LLT<Mat<T>> llt(Bm);
-        const Eigen::MatrixXd Bd = detail::to_double_mat(Bm);
+        // sigma_kappa: the query-centred system Sigma / omega = C + delta delta^T + lambda I
+        const Eigen::MatrixXd Bd = sigma_kappa ? detail::to_double_mat(Mat<T>(Bm + delta * delta.transpose()))
+                                               : detail::to_double_mat(Bm);
         const double kappa = detail::cond_spd(Bd);
         const std::string where = "row (b=" + std::to_string(b) + ", h=" + std::to_string(h) +
                                   ", i=" + std::to_string(i) + ")";

@@ -61,8 +61,12 @@ struct ConditioningLimit {
 // apply (member, block, solver method, or eps kappa >= 1/2 on some row).
 // `rows` (optional, [B, Hq, Lq]): compute only the rows where it is nonzero (the others get
 // limit 0 and kappa 0 and never decline the rule); the CG rule asks only for converged rows.
+// `sigma_kappa`: take kappa as cond_2 of the query-centred system Sigma / omega = C + delta
+// delta^T + lambda I (>= cond(C + lambda I)), the system a query-centred implementation
+// solves: the same first-order bound for the rounding of *that* system's data (the CG rule
+// uses it for FlashLLA, whose float32 CGs solve Sigma).
 std::optional<ConditioningLimit> lla_conditioning_limit(const Problem& p, const Inputs& in, DType X,
                                                         std::string* why_not = nullptr,
-                                                        const Tensor<double>* rows = nullptr);
+                                                        const Tensor<double>* rows = nullptr, bool sigma_kappa = false);
 
 }  // namespace plx

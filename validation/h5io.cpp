@@ -1,6 +1,8 @@
 // validation/h5io.cpp — see h5io.hpp. Every HDF5 call goes through check() or a guard.
 #include "validation/h5io.hpp"
 
+#include <atomic>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -172,6 +174,12 @@ std::string watch_what(hid_t loc, const std::string& op) {
   return watching() ? "reading '" + file_of(loc) + "': " + op : std::string();
 }
 }  // namespace
+
+namespace {
+std::atomic<double> g_tool_watchdog_s{30.0};
+}  // namespace
+void set_tool_watchdog_seconds(double seconds) { g_tool_watchdog_s.store(seconds); }
+double tool_watchdog_seconds() { return g_tool_watchdog_s.load(); }
 
 void set_watchdog(double seconds, bool json_errors) {
   WatchState& w = watch_state();

@@ -80,6 +80,10 @@ std::int64_t get_attr_int(hid_t loc, const std::string& obj, const std::string& 
 // holds no cancellation point). 0 (the default, for library users) disables it; `plx` sets
 // 30 s, or PLX_HDF5_WATCHDOG_S.
 void set_watchdog(double seconds, bool json_errors = false);
+// The budget the plx tool arms the watchdog with (30 s unless PLX_HDF5_WATCHDOG_S set another,
+// validation/environment.cpp); only the tool reads it.
+void set_tool_watchdog_seconds(double seconds);
+double tool_watchdog_seconds();
 
 // Largest dataset `read` accepts, in bytes (default: half the physical memory). A declared
 // shape beyond it (a corrupt or absurd file, e.g. a dimension of 2^40) is a plx::Error

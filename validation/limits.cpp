@@ -1,6 +1,8 @@
 // validation/limits.cpp — see limits.hpp.
 #include "validation/limits.hpp"
 
+#include <atomic>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -68,13 +70,14 @@ MemoryEstimate estimate_check_memory(const Problem& p) {
   return e;
 }
 
+namespace {
+std::atomic<std::uint64_t> g_memory_limit{0};
+}  // namespace
+
+void set_memory_limit(std::uint64_t bytes) { g_memory_limit.store(bytes); }
+
 std::uint64_t memory_budget() {
-  if (const char* s = std::getenv("PLX_MEMORY_LIMIT")) {
-    char* end = nullptr;
-    const unsigned long long v = std::strtoull(s, &end, 10);
-    if (end != s && *end == 0) return v;
-    throw Error("PLX_MEMORY_LIMIT must be a number of bytes, got '" + std::string(s) + "'");
-  }
+  if (const std::uint64_t v = g_memory_limit.load()) return v;
   std::ifstream mi("/proc/meminfo");
   std::string line;
   while (std::getline(mi, line)) {

@@ -26,7 +26,9 @@ MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar);
 // Peak bytes of read_fixture + check_candidate for p (gradients included when p allows).
 MemoryEstimate estimate_check_memory(const Problem& p);
 
-// Bytes this process may use: PLX_MEMORY_LIMIT when set, else MemAvailable (else physical RAM).
+// Bytes this process may use: the limit set_memory_limit gave (the plx tool: PLX_MEMORY_LIMIT),
+// else MemAvailable (else physical RAM). 0 = no explicit limit.
+void set_memory_limit(std::uint64_t bytes);
 std::uint64_t memory_budget();
 
 // Throws plx::Error "<what>: needs about X GB (<breakdown>), more than the Y GB available" when

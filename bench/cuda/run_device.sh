@@ -11,6 +11,7 @@
 #   unsupported fixture exits 2 naming why), one line per fixture;
 # probe: bench/cuda/probe_key_offset and torch SDPA's backwards on the same probe
 #   (probe_key_offset_torch.py);
+# peers: bench/cuda/stability_peers.py (torch SDPA's backends on the study's key-offset and L axes);
 # ab DIR_A DIR_B: (set PLX_AB="dirA dirB") the benchmarks of two device-built trees
 #   (build_bench_on_device.sh), alternating A B A B process by process.
 # fwd: the prefill forward alone (mma_sync, wgmma, tma): its tests, compute-sanitizer on the
@@ -130,6 +131,12 @@ if [[ " $what " == *" probe "* ]]; then
   echo "== probe_key_offset (plx)"; timeout 300 $BIN/probe_key_offset 2>&1 | tee "$OUT/probe.jsonl"
   echo "== probe_key_offset (torch SDPA)"
   PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda/probe_key_offset_torch.py 2>&1 | tee "$OUT/probe_torch.jsonl"
+fi
+if [[ " $what " == *" peers "* ]]; then  # docs/stability.md, "Peers": torch SDPA's kernels on the key-offset and L axes
+  echo "== stability peers (torch SDPA cuDNN / FA2 / efficient, bf16)"
+  PYTHONUNBUFFERED=1 timeout ${PLX_PEERS_TIMEOUT:-240} python3 bench/cuda/stability_peers.py --out "$OUT/peers.csv" \
+    --seeds ${PLX_PEERS_SEEDS:-2} > "$OUT/peers.log" 2>&1
+  echo "peers rc=$?"; tail -3 "$OUT/peers.log"
 fi
 if [[ " $what " == *" ab "* ]]; then  # PLX_AB="A B": device-built bench folders, timed alternately
   set -- ${PLX_AB}

@@ -211,14 +211,14 @@ TEST(Limits, AbsurdShapesAreRefusedBeforeAllocation) {
   Problem p = small_problem("softmax");
   const FixtureData fx = generate_fixture(p);
   write_fixture(fx, d.file("fx.h5"));
-  ::setenv("PLX_MEMORY_LIMIT", "1000", 1);
+  set_memory_limit(1000);  // what PLX_MEMORY_LIMIT=1000 sets in the plx tool
   std::string msg;
   try {
     read_fixture(d.file("fx.h5"));
   } catch (const Error& e) {
     msg = e.what();
   }
-  ::unsetenv("PLX_MEMORY_LIMIT");
+  set_memory_limit(0);
   EXPECT_TRUE(has(msg, "needs about") && has(msg, "fx.h5")) << msg;
   // A candidate dataset declaring 2^53 bytes (chunked, never allocated in the file).
   {

