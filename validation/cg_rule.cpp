@@ -90,11 +90,10 @@ CgRule cg_rule(const Problem& p, const Inputs& in, DType X, bool gradients, cons
   for (double k : iters.data) capped += k > K - margin;
   rule.rows_at_cap = capped;
   auto row_converged = [&](const std::string& n, std::size_t row) {
-    const std::size_t B = p.B, Hq = p.Hq, Lq = p.Lq;
+    const std::size_t Hq = p.Hq, Lq = p.Lq;
     std::size_t b, h, i;
     if (n == "dlambda") b = row / (Hq * Lq), h = row / Lq % Hq, i = row % Lq;  // [B, Hq, Lq]
     else b = row / (Lq * Hq), i = row / Hq % Lq, h = row % Hq;                 // [B, Lq, Hq, .]
-    (void)B;
     return iters(b, h, i) <= K - margin;
   };
 
