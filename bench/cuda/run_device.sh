@@ -6,6 +6,8 @@
 #   bash bench/cuda/run_device.sh [tests|sanitize|bench|bwd|all|lla|fwd]...   (lla, fwd only when named)
 # verify: every GPU suite (forward/decode, backward, LLA) on three seeds and compute-sanitizer
 #   memcheck / racecheck / synccheck on each suite's small determinism cases (~4 min);
+# sanitize_suites: compute-sanitizer memcheck, initcheck, racecheck and synccheck (PLX_SAN_TOOLS)
+#   over each GPU suite whole (3 cases per property; a suite that runs past PLX_SAN_TIMEOUT seconds, default 150, is reported rc=124);
 # golden: the committed golden suite and the kernel-shaped fixtures/suites/cuda.json (generated
 #   there) through `plx check --run cuda` (forward and gradients, each fixture's own rule; an
 #   unsupported fixture exits 2 naming why), one line per fixture;
@@ -105,13 +107,27 @@ if [[ " $what " == *" verify "* ]]; then
   done
   grep -E "^offset " "$OUT/verify.log" | head -80 > "$OUT/offset_tests.txt"
   $BIN/kernels_test_cuda_api > "$OUT/cuda_api.log" 2>&1; echo "cuda_api rc=$?"
-  for tool in memcheck racecheck synccheck; do
+  for tool in memcheck racecheck synccheck initcheck; do
     for pair in "kernels_test_parallax_gpu CudaDeterminism.*" "kernels_test_backward_gpu CudaBackwardSmall.*" \
                 "kernels_test_lla_gpu LlaGpuDeterminism.*"; do
       set -- $pair
       timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $BIN/$1 --gtest_filter="$2" > "$OUT/san.log" 2>&1
       echo "== compute-sanitizer $tool $1 rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/san.log" | tail -1)"
       cat "$OUT/san.log" >> "$OUT/sanitize_all.log"
+    done
+  done
+  rm -f "$OUT/san.log"
+fi
+if [[ " $what " == *" sanitize_suites "* ]]; then  # every compute-sanitizer tool over every GPU suite, whole
+  : > "$OUT/sanitize_suites.log"
+  for tool in ${PLX_SAN_TOOLS:-memcheck initcheck racecheck synccheck}; do
+    for t in kernels_test_cuda_api kernels_test_parallax_gpu kernels_test_backward_gpu kernels_test_lla_gpu; do
+      PLX_REPEAT=3 RC_PARAMS="max_success=3" timeout ${PLX_SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 9 \
+        $BIN/$t > "$OUT/san.log" 2>&1
+      rc=$?
+      echo "== compute-sanitizer $tool $t (whole suite) rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/san.log" | tail -1)" |
+        tee -a "$OUT/sanitize_suites.log"
+      grep -E "^\[  (PASSED|FAILED)" "$OUT/san.log" | tail -2 >> "$OUT/sanitize_suites.log"
     done
   done
   rm -f "$OUT/san.log"
@@ -135,7 +151,7 @@ fi
 if [[ " $what " == *" peers "* ]]; then  # docs/stability.md, "Peers": torch SDPA's kernels on the key-offset and L axes
   echo "== stability peers (torch SDPA cuDNN / FA2 / efficient, bf16)"
   PYTHONUNBUFFERED=1 timeout ${PLX_PEERS_TIMEOUT:-240} python3 bench/cuda/stability_peers.py --out "$OUT/peers.csv" \
-    --seeds ${PLX_PEERS_SEEDS:-2} > "$OUT/peers.log" 2>&1
+    --seeds ${PLX_PEERS_SEEDS:-2} ${PLX_PEERS_ARGS:-} > "$OUT/peers.log" 2>&1
   echo "peers rc=$?"; tail -3 "$OUT/peers.log"
 fi
 if [[ " $what " == *" ab "* ]]; then  # PLX_AB="A B": device-built bench folders, timed alternately
