@@ -6,14 +6,19 @@
 // query-anchored ablation; softmax with a query anchor), and the stable covariance-form LLA (§5.3 last
 // paragraph). Also the kernel-style backward from saved tensors (Parallax, softmax) with its per-row
 // preprocessing t = <dO, out>, b = <dO, vbar>. Decode (p.decode) is forward only and is refused.
-// Deterministic: per-(b, h, query-block) partial dK/dV are reduced in a fixed order after the tasks.
+// Deterministic: per-(b, h, query-block) partial dK/dV are reduced in task order, one wave of tasks at a time.
 // Shapes: q, r, dq, dr [B,Lq,Hq,D]; k, dk [B,Lkv,Hkv,D]; v, dv [B,Lkv,Hkv,Dv]; dO [B,Lq,Hq,Dv];
 // per-row dlambda, t, b [B,Hq,Lq]. Formulas and oracle cross-checks: docs/gradients.md.
 #pragma once
 #include <Eigen/Dense>
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "reference/attention.hpp"
 
@@ -261,31 +266,46 @@ void backward_block(const Problem& p, const Inputs& in, const HeadData<T>& hd, c
 }
 
 // Run `block(b, h, i0, i1, part)` over all (b, h, query block) tasks in parallel and reduce the
-// partial dK/dV in a fixed order (h within the GQA group, then block): thread-count independent.
+// partial dK/dV in a fixed order (task index: h within the GQA group, then block), so the sums are
+// thread-count independent. Tasks run in waves of a few per thread and each wave is reduced before
+// the next starts: a partial dK/dV spans the block's key union (up to Lkv rows), so keeping all of
+// them would take O(Lq Lkv (D + Dv) / 32) memory; a wave keeps O(threads Lkv (D + Dv)). The
+// reduction order is the task order whatever the wave size, so the result does not depend on it.
 template <class T, class F> void run_tasks(const Problem& p, Gradients<T>& Gr, int QB, F&& block) {
   const int nblk = (p.Lq + QB - 1) / QB;
   const long ntask = long(p.B) * p.Hq * nblk;
-  std::vector<KVPart<T>> parts(ntask);
-  std::vector<std::exception_ptr> errs(ntask);
+#ifdef _OPENMP
+  const long wave = 4L * omp_get_max_threads();
+#else
+  const long wave = 4;
+#endif
+  std::vector<KVPart<T>> parts(std::min(ntask, wave));
+  std::vector<std::exception_ptr> errs(parts.size());
+  for (long t0 = 0; t0 < ntask; t0 += wave) {
+    const long nw = std::min(wave, ntask - t0);
 #pragma omp parallel for schedule(dynamic, 1)
-  for (long t = 0; t < ntask; ++t) {
-    try {
-      ScalarTraits<T>::thread_setup();
-      const int blk = int(t % nblk), h = int((t / nblk) % p.Hq), b = int(t / (long(nblk) * p.Hq));
-      const int i0 = blk * QB, i1 = std::min(p.Lq, i0 + QB);
-      block(b, h, i0, i1, parts[t]);
-    } catch (...) {
-      errs[t] = std::current_exception();
+    for (long w = 0; w < nw; ++w) {
+      const long t = t0 + w;
+      try {
+        ScalarTraits<T>::thread_setup();
+        const int blk = int(t % nblk), h = int((t / nblk) % p.Hq), b = int(t / (long(nblk) * p.Hq));
+        const int i0 = blk * QB, i1 = std::min(p.Lq, i0 + QB);
+        block(b, h, i0, i1, parts[w]);
+      } catch (...) {
+        errs[w] = std::current_exception();
+      }
     }
-  }
-  for (auto& e : errs)
-    if (e) std::rethrow_exception(e);
-  for (long t = 0; t < ntask; ++t) {
-    const int h = int((t / nblk) % p.Hq), b = int(t / (long(nblk) * p.Hq)), g = h / p.group();
-    const KVPart<T>& pt = parts[t];
-    for (int j = 0; j < int(pt.dK.rows()); ++j) {
-      for (int d = 0; d < p.D; ++d) Gr.dk(b, pt.L0 + j, g, d) += pt.dK(j, d);
-      for (int d = 0; d < p.Dv; ++d) Gr.dv(b, pt.L0 + j, g, d) += pt.dV(j, d);
+    for (long w = 0; w < nw; ++w)  // the lowest-numbered failing task's error, as before waves
+      if (errs[w]) std::rethrow_exception(errs[w]);
+    for (long w = 0; w < nw; ++w) {
+      const long t = t0 + w;
+      const int h = int((t / nblk) % p.Hq), b = int(t / (long(nblk) * p.Hq)), g = h / p.group();
+      KVPart<T>& pt = parts[w];
+      for (int j = 0; j < int(pt.dK.rows()); ++j) {
+        for (int d = 0; d < p.D; ++d) Gr.dk(b, pt.L0 + j, g, d) += pt.dK(j, d);
+        for (int d = 0; d < p.Dv; ++d) Gr.dv(b, pt.L0 + j, g, d) += pt.dV(j, d);
+      }
+      pt = KVPart<T>{};  // free the wave's partials before the next wave allocates its own
     }
   }
 }
