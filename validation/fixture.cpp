@@ -110,12 +110,14 @@ double max_abs(const Tensor<double>& t) {
 double work(const Problem& p) { return double(p.B) * p.Hq * p.Lq * p.Lkv * (p.D + p.Dv); }
 
 template <class T> void compute_truth(FixtureData& f, json& notes) {
-  ForwardOptions o;
-  o.saved = true, o.diagnostics = true;
-  auto F = attention_forward<T>(f.p, f.in, o);
-  f.truth["out"] = split(F.out);
-  for (auto& [n, t] : F.saved) f.saved[n] = split(t);
-  f.diag = std::move(F.diag);
+  {  // the forward's T tensors are freed before the backward allocates its own (peak memory)
+    ForwardOptions o;
+    o.saved = true, o.diagnostics = true;
+    auto F = attention_forward<T>(f.p, f.in, o);
+    f.truth["out"] = split(F.out);
+    for (auto& [n, t] : F.saved) f.saved[n] = split(t);
+    f.diag = std::move(F.diag);
+  }
 #ifdef PLX_BACKWARD_TEMPLATES
   if (f.p.decode) {
     notes["gradients"] = "none: decode is forward only (docs/math.md §6.1)";
@@ -123,9 +125,19 @@ template <class T> void compute_truth(FixtureData& f, json& notes) {
   }
   try {
     auto G = attention_backward<T>(f.p, f.in);
-    f.truth["dq"] = split(G.dq), f.truth["dk"] = split(G.dk), f.truth["dv"] = split(G.dv);
-    if (f.p.probe == Probe::Learned) f.truth["dr"] = split(G.dr);
-    if (f.p.probe == Probe::Solver) f.truth["dlambda"] = split(G.dlambda);
+    // Each T tensor is released once split, so the T gradients and their hi/lo copies do not
+    // all coexist (peak memory).
+    auto take = [](Tensor<T>& t) {
+      Truth r = split(t);
+      std::vector<T>().swap(t.data);
+      return r;
+    };
+    if (f.p.probe != Probe::Learned) std::vector<T>().swap(G.dr.data);  // zeros: truth only for a learned probe
+    f.truth["dq"] = take(G.dq);
+    f.truth["dk"] = take(G.dk);
+    f.truth["dv"] = take(G.dv);
+    if (f.p.probe == Probe::Learned) f.truth["dr"] = take(G.dr);
+    if (f.p.probe == Probe::Solver) f.truth["dlambda"] = take(G.dlambda);
     notes["gradients"] = "dq, dk, dv" + std::string(f.p.probe == Probe::Learned ? ", dr" : "") +
                          (f.p.probe == Probe::Solver ? ", dlambda" : "") + " of L = sum(dO * out), ridge_grad = " +
                          to_string(f.p.solver.ridge_grad);
