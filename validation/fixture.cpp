@@ -16,10 +16,12 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <set>
 
 #include "reference/all.hpp"
 #include "validation/h5io.hpp"
 #include "validation/limits.hpp"
+#include "validation/mpi_shard.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/sha256.hpp"
 
@@ -260,13 +262,207 @@ json iterative_reference_error(const FixtureData& f, json& method) {
   return m;
 }
 
+// ---- one case in units of (batch, kv head) (GenSplit::Units, fixture.hpp) ----------------
+
+// Tensors of a case come in three layouts: [B, Lq, Hq, X] (q, r, dO, out, dq, dr, saved/probe,
+// saved/vbar), [B, Lkv, Hkv, X] (k, v, dk, dv) and per row [B, Hq, Lq] (lambda, dlambda, the other
+// saved/ tensors, diag/*). A unit's tensors hold one batch and a run of heads of the same layout.
+bool kv_layout(const std::string& name) { return name == "dk" || name == "dv"; }
+
+// Heads h0 .. h0 + nh - 1 of batch b (an empty tensor stays empty).
+Tensor<double> take_heads(const Tensor<double>& t, int b, int h0, int nh) {
+  if (t.empty()) return {};
+  const std::size_t n = std::size_t(nh);
+  if (t.shape.size() == 3) {  // [B, H, L]
+    const std::size_t L = t.shape[2];
+    Tensor<double> r({1, n, L});
+    std::copy_n(&t(b, h0, 0), n * L, r.ptr());
+    return r;
+  }
+  const std::size_t L = t.shape[1], X = t.shape[3];
+  Tensor<double> r({1, L, n, X});
+  for (std::size_t i = 0; i < L; ++i) std::copy_n(&t(b, i, h0, 0), n * X, &r(0, i, 0, 0));
+  return r;
+}
+
+// Inverse of take_heads: the unit's tensor `u` into heads h0.. of batch b of `t`, which is
+// allocated on first use with `B` batches and `H` heads.
+void put_heads(Tensor<double>& t, const Tensor<double>& u, int b, int h0, int B, int H) {
+  if (u.empty()) return;
+  if (t.empty()) {
+    t = u.shape.size() == 3 ? Tensor<double>({std::size_t(B), std::size_t(H), u.shape[2]})
+                            : Tensor<double>({std::size_t(B), u.shape[1], std::size_t(H), u.shape[3]});
+  }
+  if (u.shape.size() == 3) {
+    std::copy_n(u.ptr(), u.size(), &t(b, h0, 0));
+    return;
+  }
+  const std::size_t L = u.shape[1], nX = u.shape[2] * u.shape[3];
+  for (std::size_t i = 0; i < L; ++i) std::copy_n(&u(0, i, 0, 0), nX, &t(b, i, h0, 0));
+}
+
+// Unit u = b Hkv + g: batch b, kv head g and its query heads g G .. g G + G - 1.
+FixtureData unit_case(const FixtureData& f, int u) {
+  const Problem& p = f.p;
+  const int b = u / p.Hkv, g = u % p.Hkv, G = p.group();
+  FixtureData s;
+  s.p = p;
+  s.scalar = f.scalar;
+  s.p.B = 1, s.p.Hkv = 1, s.p.Hq = G;
+  if (!p.start.empty()) s.p.start = {p.start[std::size_t(b)]};
+  if (!p.used.empty()) s.p.used = {p.used[std::size_t(b)]};
+  s.in.q = take_heads(f.in.q, b, g * G, G), s.in.r = take_heads(f.in.r, b, g * G, G);
+  s.in.dO = take_heads(f.in.dO, b, g * G, G), s.in.lambda = take_heads(f.in.lambda, b, g * G, G);
+  s.in.k = take_heads(f.in.k, b, g, 1), s.in.v = take_heads(f.in.v, b, g, 1);
+  return s;
+}
+
+void put_unit(FixtureData& f, const FixtureData& s, int u) {
+  const Problem& p = f.p;
+  const int b = u / p.Hkv, g = u % p.Hkv, G = p.group();
+  auto put = [&](Tensor<double>& t, const Tensor<double>& x, bool kv) {
+    put_heads(t, x, b, kv ? g : g * G, p.B, kv ? p.Hkv : p.Hq);
+  };
+  for (const auto& [n, t] : s.truth) put(f.truth[n].hi, t.hi, kv_layout(n)), put(f.truth[n].lo, t.lo, kv_layout(n));
+  for (const auto& [n, t] : s.saved) put(f.saved[n].hi, t.hi, false), put(f.saved[n].lo, t.lo, false);
+  for (const auto& [n, t] : s.diag) put(f.diag[n], t, false);
+}
+
+// A unit's results as bytes for MPI: the notes, then (key, shape, doubles) per tensor.
+void pack_bytes(std::string& o, const void* p, std::size_t n) { o.append(static_cast<const char*>(p), n); }
+void pack_u64(std::string& o, std::uint64_t x) { pack_bytes(o, &x, 8); }
+void pack_str(std::string& o, const std::string& s) { pack_u64(o, s.size()), pack_bytes(o, s.data(), s.size()); }
+std::string pack_unit(const FixtureData& s, const json& notes) {
+  std::string o;
+  pack_str(o, notes.dump());
+  auto tensor = [&](const std::string& key, const Tensor<double>& t) {
+    pack_str(o, key);
+    pack_u64(o, t.shape.size());
+    for (auto d : t.shape) pack_u64(o, d);
+    pack_bytes(o, t.ptr(), t.size() * 8);
+  };
+  for (const auto& [n, t] : s.truth) tensor("t/" + n, t.hi), tensor("T/" + n, t.lo);
+  for (const auto& [n, t] : s.saved) tensor("s/" + n, t.hi), tensor("S/" + n, t.lo);
+  for (const auto& [n, t] : s.diag) tensor("d/" + n, t);
+  return o;
+}
+FixtureData unpack_unit(const std::string& m, json& notes) {
+  std::size_t at = 0;
+  auto bytes = [&](void* p, std::size_t n) {
+    if (at + n > m.size()) throw Error("MPI unit message is truncated");
+    std::memcpy(p, m.data() + at, n);
+    at += n;
+  };
+  auto u64 = [&] {
+    std::uint64_t x;
+    bytes(&x, 8);
+    return x;
+  };
+  auto str = [&] {
+    std::string r(u64(), '\0');
+    bytes(r.data(), r.size());
+    return r;
+  };
+  notes = json::parse(str());
+  FixtureData s;
+  while (at < m.size()) {
+    const std::string key = str();
+    std::vector<std::size_t> shape(u64());
+    for (auto& d : shape) d = u64();
+    Tensor<double> t(shape);
+    bytes(t.ptr(), t.size() * 8);
+    const std::string n = key.substr(2);
+    switch (key[0]) {
+      case 't': s.truth[n].hi = std::move(t); break;
+      case 'T': s.truth[n].lo = std::move(t); break;
+      case 's': s.saved[n].hi = std::move(t); break;
+      case 'S': s.saved[n].lo = std::move(t); break;
+      default: s.diag[n] = std::move(t);
+    }
+  }
+  return s;
+}
+
+constexpr int kTagUnit = 11;
+
+void finish_fixture(FixtureData& f, json& notes);  // below generate_fixture
+
+// The truth of f in units, shared over the MPI ranks when `shared`. Returns false on a rank
+// other than 0 (it sent its units; f holds nothing).
+bool compute_truth_units(FixtureData& f, json& notes, const GenerateOptions& o) {
+  const auto& W = par::world();
+  const int size = o.shared && W.active ? W.size : 1, rank = o.shared && W.active ? W.rank : 0;
+  const int n = f.p.B * f.p.Hkv;
+  auto compute = [&](int u, json& un) {
+    FixtureData s = unit_case(f, u);
+    if (f.scalar == "dd") compute_truth<dd>(s, un);
+    else compute_truth<bf50>(s, un);
+    return s;
+  };
+  if (rank != 0) {
+    for (int u = rank; u < n; u += size) {
+      json un;
+      par::send_text(0, kTagUnit, pack_unit(compute(u, un), un));
+    }
+    return false;
+  }
+  // Gradients exist only if every unit's backward ran; otherwise none, with the first refusal's note.
+  json refused;
+  for (int u = 0; u < n; ++u) {
+    json un;
+    FixtureData s = u % size == 0 ? compute(u, un) : unpack_unit(par::recv_text_from(u % size, kTagUnit), un);
+    const bool has = s.truth.size() > 1;
+    if (u == 0) notes = un;
+    if (!has && refused.is_null()) refused = un;
+    put_unit(f, s, u);
+    if (o.progress) o.progress(u + 1, n);
+  }
+  if (!refused.is_null()) {
+    notes = refused;
+    for (auto it = f.truth.begin(); it != f.truth.end();) it = it->first == "out" ? std::next(it) : f.truth.erase(it);
+  }
+  return true;
+}
+
 }  // namespace
 
-FixtureData generate_fixture(const Problem& p, const std::string& scalar) {
+bool gen_in_units(const Problem& p, GenSplit split) {
+  if (split == GenSplit::Whole || p.B * p.Hkv == 1) return false;
+  return split == GenSplit::Units || work(p) >= kUnitsWork;
+}
+
+FixtureData generate_fixture(const Problem& p, const std::string& scalar, const GenerateOptions& o) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
   validate(p);
   require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
-  return generate_fixture(p, make_inputs(p), scalar);
+  GenerateOptions local = o;
+  local.shared = false;
+  return generate_fixture(p, make_inputs(p), scalar, local);
+}
+
+std::optional<FixtureData> generate_fixture_shared(const Problem& p, const std::string& scalar, GenerateOptions o) {
+  if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
+  validate(p);  // every rank: the same error before any work
+  require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
+  o.shared = true;
+  FixtureData f;
+  f.p = p;
+  f.scalar = scalar;
+  f.in = make_inputs(p);
+  json notes;
+  if (par::world().size > 1 && p.B * p.Hkv > 1) {
+    if (!compute_truth_units(f, notes, o)) return std::nullopt;
+  } else if (par::world().rank != 0) {
+    return std::nullopt;  // one unit: rank 0 alone
+  } else if (gen_in_units(p, o.split)) {
+    compute_truth_units(f, notes, o);
+  } else if (scalar == "dd") {
+    compute_truth<dd>(f, notes);
+  } else {
+    compute_truth<bf50>(f, notes);
+  }
+  finish_fixture(f, notes);
+  return f;
 }
 
 std::map<std::string, Tensor<double>> reference_truth_dd(const Problem& p, const Inputs& in, bool gradients) {
@@ -288,7 +484,7 @@ std::map<std::string, Tensor<double>> reference_truth_dd(const Problem& p, const
   return r;
 }
 
-FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar) {
+FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar, const GenerateOptions& o) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
   require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
   check_inputs(p, in);
@@ -297,9 +493,21 @@ FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& sca
   f.scalar = scalar;
   f.in = std::move(in);
   json notes;
-  if (scalar == "dd") compute_truth<dd>(f, notes);
+  GenerateOptions local = o;
+  local.shared = false;
+  if (gen_in_units(p, o.split)) compute_truth_units(f, notes, local);
+  else if (scalar == "dd") compute_truth<dd>(f, notes);
   else compute_truth<bf50>(f, notes);
+  finish_fixture(f, notes);
+  return f;
+}
 
+namespace {
+
+// After the truth: the reference's own error, the notes and the recommended tolerances.
+void finish_fixture(FixtureData& f, json& notes) {
+  const Problem& p = f.p;
+  const std::string& scalar = f.scalar;
   // The reference's own error: measured against the other extended scalar on small cases.
   json& re = f.reference_error;
   if (iterative_solve(p)) {
@@ -332,8 +540,9 @@ FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& sca
                                        {"rel_floor", tol.rel_floor}, {"why", tol.why}};
     }
   }
-  return f;
 }
+
+}  // namespace
 
 // ---- writing --------------------------------------------------------------------------
 namespace {

@@ -7,7 +7,9 @@
 // the SHA-256 of every dataset. Layout: flat root (q, r, k, v, dO, lambda, out, out_lo, dq,
 // dq_lo, ...), groups saved/ and diag/. Nothing here runs a candidate (see check.hpp).
 #pragma once
+#include <functional>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -53,11 +55,37 @@ std::string git_commit();
 // Is a reference backward compiled in (reference/backward.hpp)?
 bool have_reference_backward();
 
+// How the truth of one case is computed. Every choice gives the same bytes.
+//  * Whole: one call of the reference over all batches and heads (OpenMP over its row blocks).
+//  * Units: one (batch, kv head) at a time — the sub-problem B = 1, Hkv = 1, Hq = G of that
+//    batch's keys and the G query heads sharing them. The reference computes every row block and
+//    sums dK/dV over the group's heads and row blocks in the same order either way, so the
+//    scattered results equal Whole's bit for bit (tests/validation/test_gen_units.cpp). The
+//    extended-precision intermediates then exist for one unit at a time (peak memory), progress
+//    is reported per unit, and under MPI the units are shared over the ranks.
+//  * Auto: Units when the case has more than one unit and its work B Hq Lq Lkv (D + Dv) is at
+//    least kUnitsWork, else Whole.
+enum class GenSplit { Auto, Whole, Units };
+constexpr double kUnitsWork = 1u << 30;
+struct GenerateOptions {
+  GenSplit split = GenSplit::Auto;
+  // Under MPI (validation/mpi_shard.hpp), every rank calls generate_fixture_shared with the same
+  // arguments and the units go to the ranks round-robin; rank 0 assembles and finishes the case.
+  bool shared = false;
+  // Called on the assembling rank after each unit: (units done, units in all).
+  std::function<void(int, int)> progress;
+};
+// Does this case run in units under `split`?
+bool gen_in_units(const Problem& p, GenSplit split);
+
 // Compute everything for one case. `scalar` is "dd" (default) or "bf50".
-FixtureData generate_fixture(const Problem& p, const std::string& scalar = "dd");
+FixtureData generate_fixture(const Problem& p, const std::string& scalar = "dd", const GenerateOptions& o = {});
 // The same for given inputs (the caller's own q, k, v, ...), which must satisfy
 // check_user_inputs (validation/user_inputs.hpp); generate_fixture(p) is this on make_inputs(p).
-FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar);
+FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar, const GenerateOptions& o = {});
+// One case computed by every MPI rank together (o.shared is implied): rank 0 returns the fixture,
+// the other ranks std::nullopt after sending their units. A single process is generate_fixture.
+std::optional<FixtureData> generate_fixture_shared(const Problem& p, const std::string& scalar, GenerateOptions o = {});
 
 // The truth alone (no saved tensors, diagnostics or error measurement), in double-double and
 // rounded to double: out, and with `gradients` dq, dk, dv (+ dr, dlambda as the member has them).

@@ -1,6 +1,8 @@
 // validation/mpi_shard.cpp — see mpi_shard.hpp.
 #include "validation/mpi_shard.hpp"
 
+#include <limits>
+
 #include <cstdlib>
 #include <vector>
 
@@ -52,6 +54,8 @@ void abort_all(int code) {
 void send_text(int dest, int tag, const std::string& text) {
 #ifdef PLX_HAVE_MPI
   if (!g_world.active) throw Error("send_text without MPI");
+  if (text.size() > std::size_t(std::numeric_limits<int>::max()))
+    throw Error("MPI message of " + std::to_string(text.size()) + " bytes exceeds MPI's int count (2 GiB); use more ranks");
   MPI_Send(text.data(), int(text.size()), MPI_CHAR, dest, tag, MPI_COMM_WORLD);
 #else
   (void)dest, (void)tag, (void)text;
@@ -74,6 +78,22 @@ std::string recv_text(int* source, int* tag) {
 #else
   (void)source, (void)tag;
   throw Error("recv_text: plx was built without MPI");
+#endif
+}
+
+std::string recv_text_from(int source, int tag) {
+#ifdef PLX_HAVE_MPI
+  if (!g_world.active) throw Error("recv_text_from without MPI");
+  MPI_Status st;
+  MPI_Probe(source, tag, MPI_COMM_WORLD, &st);
+  int n = 0;
+  MPI_Get_count(&st, MPI_CHAR, &n);
+  std::string s(std::size_t(n), '\0');
+  MPI_Recv(s.data(), n, MPI_CHAR, source, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  return s;
+#else
+  (void)source, (void)tag;
+  throw Error("recv_text_from: plx was built without MPI");
 #endif
 }
 

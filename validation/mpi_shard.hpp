@@ -16,6 +16,8 @@ struct World {
 };
 const World& world();
 
+// Messages are at most INT_MAX bytes (MPI counts are int): send_text refuses a longer one.
+
 // Initialise MPI when built with it and launched by mpirun; safe to call once per process.
 void init(int* argc, char*** argv);
 void finalize();
@@ -25,6 +27,9 @@ void finalize();
 void send_text(int dest, int tag, const std::string& text);
 // Blocking receive from any rank; fills source and tag.
 std::string recv_text(int* source, int* tag);
+// Blocking receive of the next message from `source` with tag `tag` (messages between two ranks
+// arrive in the order they were sent).
+std::string recv_text_from(int source, int tag);
 // Non-blocking test for a pending message (any source, any tag).
 bool has_message();
 // Gather one string from every rank onto rank 0 (rank order); other ranks get an empty vector.

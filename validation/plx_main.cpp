@@ -89,7 +89,7 @@ int run_check(const CheckArgs& a) {
 
 // ---- gen -------------------------------------------------------------------------------
 int run_gen(const std::string& suite_path, const std::string& out, int jobs, const std::string& scalar, bool quiet,
-            bool certify, double certify_limit) {
+            bool certify, double certify_limit, const std::string& split) {
   Suite s = load_suite(suite_path);
   if (!scalar.empty()) {
     if (scalar != "dd" && scalar != "bf50") throw Error("--scalar must be dd or bf50, got '" + scalar + "'");
@@ -98,6 +98,7 @@ int run_gen(const std::string& suite_path, const std::string& out, int jobs, con
   GenOptions o;
   o.jobs = jobs, o.progress = !quiet;
   o.certify = certify, o.certify_work_limit = certify_limit;
+  o.split = split == "units" ? GenSplit::Units : split == "whole" ? GenSplit::Whole : GenSplit::Auto;
   gen_suite(s, out, o);
   return 0;
 }
@@ -319,6 +320,12 @@ int main(int argc, char** argv) {
   gen->add_flag("--certify", gen_certify, "also prove enclosures of the truth (interval arithmetic; docs/certified.md)");
   gen->add_option("--certify-limit", gen_certify_limit, "certify only cases whose work B Hq Lq Lkv (D + Dv) is at most this")
       ->check(CLI::PositiveNumber);
+  std::string gen_split = "auto";
+  gen->add_option("--split", gen_split,
+                  "auto | units | whole: compute a case one (batch, kv head) at a time (less memory, progress per "
+                  "unit, shared over MPI ranks) or all at once; auto = units when the case has several units and "
+                  "B Hq Lq Lkv (D + Dv) >= 2^30. The bytes are the same either way")
+      ->check(CLI::IsMember({"auto", "units", "whole"}));
 
   auto* check = app.add_subcommand("check", "check a candidate against a fixture");
   CheckArgs ca;
@@ -401,7 +408,7 @@ int main(int argc, char** argv) {
     if (*gen) {
       if (gen_suite_path.empty() == gen_inputs.empty()) throw Error("gen: give exactly one of --suite FILE or --inputs FILE");
       if (!gen_inputs.empty()) return run_gen_inputs(gen_inputs, gen_problem, gen_out, gen_scalar, gen_purpose);
-      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet, gen_certify, gen_certify_limit);
+      return run_gen(gen_suite_path, gen_out, gen_jobs, gen_scalar, gen_quiet, gen_certify, gen_certify_limit, gen_split);
     }
     if (*check) return run_check(ca);
     if (*inspect) return run_inspect(insp_file, insp_json);

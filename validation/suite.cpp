@@ -18,6 +18,7 @@
 
 #include "validation/fixture.hpp"
 #include "validation/mpi_shard.hpp"
+#include "validation/progress.hpp"
 #include "validation/problem_json.hpp"
 
 namespace plx {
@@ -162,34 +163,63 @@ json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
   const int jobs = opt.jobs > 0 ? opt.jobs : omp_get_max_threads();
   omp_set_max_active_levels(1);  // a case's own OpenMP loop runs serially inside a multi-thread team
   const auto t0 = std::chrono::steady_clock::now();
-  // Under MPI (validation/mpi_shard.hpp) rank r writes the cases order[k] with k % size == r and
-  // rank 0 gathers their dataset hashes for the manifest: the same bytes as one process.
   const auto& W = par::world();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
-  for (int k = 0; k < n; ++k) {
-    if (k % W.size != W.rank) continue;
-    const int i = order[k];
-    const auto c0 = std::chrono::steady_clock::now();
-    try {
-      FixtureData f = generate_fixture(s.cases[i].problem, s.cases[i].scalar);
-      f.purpose = s.cases[i].purpose, f.hint = s.cases[i].hint;
-      if (opt.certify) certify_fixture(f, opt.certify_work_limit);
-      hashes[i] = write_fixture(f, (fs::path(dir) / s.cases[i].file).string());
-    } catch (const std::exception& e) {
-      errs[i] = std::make_exception_ptr(Error("case '" + s.cases[i].problem.name + "': " + e.what()));
-    }
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+  // Cases computed in units (validation/fixture.hpp: GenSplit::Auto) run one after another with
+  // every thread, and under MPI every rank takes a share of each one's (batch, kv head) units;
+  // rank 0 assembles and writes. The others run in parallel over threads, and under MPI rank r
+  // writes the cases small[k] with k % size == r; rank 0 gathers their dataset hashes for the
+  // manifest. Either way the bytes are those of one process.
+  std::vector<int> big, small;
+  for (int i : order) (gen_in_units(s.cases[i].problem, opt.split) ? big : small).push_back(i);
+  auto finish = [&](int i, FixtureData& f) {
+    f.purpose = s.cases[i].purpose, f.hint = s.cases[i].hint;
+    if (opt.certify) certify_fixture(f, opt.certify_work_limit);
+    hashes[i] = write_fixture(f, (fs::path(dir) / s.cases[i].file).string());
+  };
+  auto report = [&](int i, double sec) {
     const int d = ++done;
-    if (opt.progress) {
+    if (opt.progress && W.rank == 0) {
 #pragma omp critical(plx_progress)
       std::fprintf(stderr, "plx gen: [%d/%d] %-32s %6.2f s%s\n", d, n, s.cases[i].file.c_str(), sec,
                    errs[i] ? "  FAILED" : "");
     }
+  };
+  for (int i : big) {
+    const auto c0 = std::chrono::steady_clock::now();
+    const Problem& p = s.cases[i].problem;
+    Progress prog("plx gen: " + s.cases[i].file, opt.progress && W.rank == 0, long(p.B) * p.Hkv);
+    GenerateOptions go;
+    go.split = GenSplit::Units;
+    go.progress = [&](int d, int) {
+      prog.update(d, "batch " + std::to_string((d - 1) / p.Hkv) + ", kv head " + std::to_string((d - 1) % p.Hkv));
+    };
+    try {
+      std::optional<FixtureData> f = generate_fixture_shared(p, s.cases[i].scalar, go);
+      if (f) finish(i, *f);
+    } catch (const std::exception& e) {
+      // A rank that fails here leaves the others waiting for its units: end every rank (plx_main).
+      throw Error("case '" + p.name + "': " + e.what());
+    }
+    report(i, std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count());
+  }
+  const int ns = int(small.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
+  for (int k = 0; k < ns; ++k) {
+    if (k % W.size != W.rank) continue;
+    const int i = small[k];
+    const auto c0 = std::chrono::steady_clock::now();
+    try {
+      FixtureData f = generate_fixture(s.cases[i].problem, s.cases[i].scalar);
+      finish(i, f);
+    } catch (const std::exception& e) {
+      errs[i] = std::make_exception_ptr(Error("case '" + s.cases[i].problem.name + "': " + e.what()));
+    }
+    report(i, std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count());
   }
   if (W.size > 1) {  // every rank's hashes (or its first error) to rank 0
     json mine = json::object();
-    for (int k = W.rank; k < n; k += W.size) {
-      const int i = order[k];
+    for (int k = W.rank; k < ns; k += W.size) {
+      const int i = small[k];
       if (errs[i]) {
         try {
           std::rethrow_exception(errs[i]);

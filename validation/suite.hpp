@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "reference/problem.hpp"
+#include "validation/fixture.hpp"
 
 namespace plx {
 
@@ -38,6 +39,9 @@ struct GenOptions {
   bool progress = true;      // one line per case on stderr
   bool certify = false;      // also certified enclosures (validation/certify_fixture.hpp) for cases
   double certify_work_limit = 2e6;  // ... whose forward work B Hq Lq Lkv (D + Dv) is at most this
+  // Which cases run one (batch, kv head) unit at a time (validation/fixture.hpp): those run one
+  // after another with every thread and, under MPI, with every rank; the rest in parallel.
+  GenSplit split = GenSplit::Auto;
 };
 // Generate every case into `dir` (created if missing). Returns the manifest (also written
 // to dir/manifest.json). Throws plx::Error naming the case on failure.

@@ -19,6 +19,7 @@
 #include "reference/all.hpp"
 #include "validation/candidates.hpp"
 #include "validation/mpi_shard.hpp"
+#include "validation/progress.hpp"
 #include "validation/problem_json.hpp"
 #include "validation/row_bound.hpp"
 #include "validation/sha256.hpp"
@@ -647,32 +648,6 @@ long resume_count(const SweepSpec& s, const std::string& path, long n_items) {
   return rows;
 }
 
-struct Progress {
-  bool on, tty;
-  long total, start_done;
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  void update(long done, const std::string& what) {
-    if (!on) return;
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const long newly = done - start_done;
-    const double eta = newly > 0 ? el / double(newly) * double(total - done) : 0;
-    char buf[256];
-    if (tty) {
-      const int w = 30, fill = total ? int(w * done / total) : w;
-      std::string bar(std::size_t(fill), '#');
-      bar += std::string(std::size_t(w - fill), '.');
-      std::snprintf(buf, sizeof buf, "\rplx sweep [%s] %ld/%ld %3d%%  elapsed %.0fs  ETA %.0fs   ", bar.c_str(), done, total,
-                    total ? int(100 * done / total) : 100, el, eta);
-      std::fputs(buf, stderr);
-      if (done == total) std::fputs("\n", stderr);
-    } else {
-      std::snprintf(buf, sizeof buf, "plx sweep: [%ld/%ld] %s (elapsed %.1f s, ETA %.0f s)\n", done, total, what.c_str(), el, eta);
-      std::fputs(buf, stderr);
-    }
-    std::fflush(stderr);
-  }
-};
-
 constexpr int kTagRow = 1, kTagError = 2;
 
 }  // namespace
@@ -724,7 +699,7 @@ SweepRunResult run_sweep(const SweepSpec& s, const std::string& csv_path, const 
   };
   auto compute = [&](long k) { return sweep_item_row(s, pts[std::size_t(k / ns)], s.seeds[std::size_t(k % ns)]); };
 
-  Progress prog{opt.progress && W.rank == 0, bool(::isatty(2)), n_items, already};
+  Progress prog("plx sweep", opt.progress && W.rank == 0, n_items, already);
   if (W.size > 1) {
     // Items already+t go to rank t % size; rank 0 writes in item order as rows arrive.
     if (W.rank != 0) {

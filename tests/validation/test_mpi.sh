@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/validation/test_mpi.sh PLX MPIEXEC SRC — `mpirun -n 2 plx sweep` and `mpirun -n 2 plx gen`
 # write the same bytes as one process (sweep: the CSV; gen: manifest.json, which holds the SHA-256
-# of every dataset), and an interrupted MPI sweep resumes to the same bytes. Runs as root in CI:
+# of every dataset), whether gen shards cases over ranks or shares one case's units among them,
+# and an interrupted MPI sweep resumes to the same bytes. Runs as root in CI:
 # Open MPI refuses root unless told (the two variables below are its documented switches).
 set -euo pipefail
 PLX=$1 MPIEXEC=$2 SRC=$3
@@ -44,4 +45,17 @@ PY
 cmp "$d/gen1/manifest.json" "$d/gen2/manifest.json" || { echo "FAIL: mpirun -n 2 plx gen manifest differs"; exit 1; }
 n1=$(ls "$d/gen1"/*.h5 | wc -l); n2=$(ls "$d/gen2"/*.h5 | wc -l)
 [ "$n1" = "$n2" ] && [ "$n1" -gt 3 ] || { echo "FAIL: $n1 vs $n2 fixtures"; exit 1; }
-echo "PASS: mpirun -n 2 plx sweep / gen byte-identical to one process ($(($(wc -l < "$d/serial.csv") - 2)) sweep rows, $n1 fixtures)"
+# One case shared over the ranks: `--split units` gives each rank (batch, kv head) units of the same
+# case and rank 0 assembles; the datasets equal one process computing the whole case. Three units
+# (B = 1, Hkv = 3) so the ranks hold unequal shares, and GQA, a window and gradients.
+cat > "$d/one.json" <<'JSON'
+{"name": "one", "cases": [{"problem": {"name": "shared", "member": "parallax", "B": 1, "Hq": 6, "Hkv": 3,
+  "Lq": 40, "Lkv": 40, "D": 8, "Dv": 8, "window": 17, "dtype": "bfloat16", "seed": 5}},
+  {"problem": {"name": "shared_softmax", "member": "softmax", "B": 2, "Hq": 2, "Hkv": 2,
+  "Lq": 33, "Lkv": 33, "D": 8, "Dv": 8, "start": [0, 3], "dtype": "float32", "seed": 6}}]}
+JSON
+"$PLX" gen --suite "$d/one.json" --out "$d/one1" --jobs 1 --split whole --quiet
+"${MPI[@]}" "$PLX" gen --suite "$d/one.json" --out "$d/one2" --split units 2> "$d/one.log"
+grep -q "plx gen: shared.h5: \[3/3\] batch 0, kv head 2" "$d/one.log" || { echo "FAIL: no per-unit progress:"; cat "$d/one.log"; exit 1; }
+cmp "$d/one1/manifest.json" "$d/one2/manifest.json" || { echo "FAIL: one case over 2 ranks differs from one process"; exit 1; }
+echo "PASS: mpirun -n 2 plx sweep / gen byte-identical to one process ($(($(wc -l < "$d/serial.csv") - 2)) sweep rows, $n1 fixtures; 2 cases each shared over both ranks)"
