@@ -14,6 +14,7 @@
 #include "validation/problem_json.hpp"
 #include "validation/symmetry.hpp"
 #include "validation/row_bound.hpp"
+#include "validation/row_sample.hpp"
 
 namespace plx {
 using nlohmann::json;
@@ -40,6 +41,29 @@ template <class A> std::map<std::string, Tensor<double>> run_reference(const Pro
   (void)grads;
 #endif
   return r;
+}
+}  // namespace
+
+namespace {
+// The baseline on the fixture's rows: the whole problem, or for a row-sampled fixture each run's
+// sub-problem (validation/row_sample.hpp), assembled over the listed rows like the truth. A
+// fallback on any run counts as a fallback for the whole tensor.
+std::map<std::string, Tensor<double>> fixture_baseline(const FixtureData& fx, const Inputs& in, DType X, bool grads,
+                                                       const std::string& profile, std::string* note, bool* fell_back) {
+  if (fx.rows.empty()) return profile_baseline(fx.p, in, X, grads, profile, note, fell_back);
+  bool any = false;
+  std::string first;
+  auto m = over_rows(fx.p, in, fx.rows, [&](const Problem& sp, const Inputs& si) {
+    bool fb = false;
+    std::string n;
+    auto r = profile_baseline(sp, si, X, grads, profile, &n, &fb);
+    any = any || fb;
+    if (first.empty() || fb) first = n;
+    return r;
+  });
+  if (note) *note = first + " (computed on the sub-problems of the fixture's " + std::to_string(fx.rows.size()) + " sampled rows)";
+  if (fell_back) *fell_back = any;
+  return m;
 }
 }  // namespace
 
@@ -78,7 +102,7 @@ Candidate read_candidate(const std::string& path, const FixtureData& fx, bool ig
   // Strictness: every object in the file is a tensor the fixture has truth for, or "extra".
   std::vector<std::string> extra;
   for (const auto& name : h5::list(file, "."))
-    if (!fx.truth.count(name)) extra.push_back(name);
+    if (!fx.truth.count(name) && !(!fx.rows.empty() && (name == "dk" || name == "dv"))) extra.push_back(name);
   if (!extra.empty()) {
     std::string names, why;
     for (const auto& n : extra) {
@@ -120,6 +144,8 @@ Candidate read_candidate(const std::string& path, const FixtureData& fx, bool ig
       throw Error("candidate '" + path + "', dataset '" + name + "': shape " + shape_str(r.shape) +
                   " but the fixture's problem needs " + shape_str(shapes.at(name)));
     c.tensors[name] = {h5::to_tensor(r, fmt), dt};
+    // A row-sampled fixture judges the candidate's rows it lists (validation/row_sample.hpp).
+    if (!fx.rows.empty()) c.tensors[name].values = take_rows(c.tensors[name].values, fx.rows);
   }
   if (!c.tensors.count("out")) throw Error("candidate '" + path + "' has no dataset 'out'");
   return c;
@@ -173,6 +199,16 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
   res.baseline = baseline.empty() ? "default" : profile_by_name(baseline).name;
   const auto& abs_override = opt.abs_override;
   const bool row_bound = opt.row_bound;
+  if (row_bound && !fx.rows.empty())
+    throw Error("--row-bound is not available for a row-sampled fixture (its per-row bound needs every row's diagnostics)");
+  if (!fx.rows.empty()) {
+    res.notes.push_back("row-sampled fixture: judged on the " + std::to_string(fx.rows.size()) + " of " +
+                        std::to_string(fx.p.Lq) + " query rows listed in its dataset 'rows' (" +
+                        std::to_string(row_runs(fx.p, fx.rows).size()) + " runs over " + std::to_string(fx.p.B) +
+                        " batches); dk, dv have no truth there");
+    if (cg_rule_applies(fx.p))
+      res.notes.push_back("the CG rule is not computed for row-sampled fixtures: the same-precision rule applies");
+  }
   for (const auto& [name, t] : abs_override)
     if (!c_in.tensors.count(name))
       throw Error("--tol names tensor '" + name + "', which the candidate does not provide");
@@ -224,7 +260,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     auto it = c.tensors.find(name);
     if (it == c.tensors.end()) continue;
     const CandidateTensor& ct = it->second;
-    if (cg_rule_applies(fx.p) && !abs_override.count(name) && !row_bound) {
+    if (cg_rule_applies(fx.p) && !abs_override.count(name) && !row_bound && fx.rows.empty()) {
       if (!cg_rules.count(ct.dtype)) {
         try {
           cg_rules[ct.dtype] = cg_rule(fx.p, fx.in, ct.dtype, want_grads, baseline, K);
@@ -258,7 +294,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
     if (!baselines.count(ct.dtype)) {
       std::string note;
       bool fb = false;
-      baselines[ct.dtype] = profile_baseline(fx.p, fx.in, ct.dtype, want_grads, baseline, &note, &fb);
+      baselines[ct.dtype] = fixture_baseline(fx, fx.in, ct.dtype, want_grads, baseline, &note, &fb);
       res.notes.push_back(note);
       fell_back[ct.dtype] = fb;
       if (!fb && K > 1) {  // the baseline's error over symmetric variants (symmetry.hpp)
@@ -277,7 +313,7 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
           const FeaturePerm f = feature_permutation(fx.p, unsigned(v));
           bool fbv = false;
           std::string vnote;
-          auto b = profile_baseline(fx.p, permute_inputs(fx.in, f), ct.dtype, want_grads, baseline, &vnote, &fbv);
+          auto b = fixture_baseline(fx, permute_inputs(fx.in, f), ct.dtype, want_grads, baseline, &vnote, &fbv);
           if (fbv) continue;  // this ordering's fp32 solve failed: no sample
           upd(unpermute_outputs(std::move(b), f));
           ++used;
@@ -288,7 +324,8 @@ CheckResult check_candidate(const std::string& fixture_path, const FixtureData& 
       }
       if (fb) {
         std::string why_not;
-        cond[ct.dtype] = lla_conditioning_limit(fx.p, fx.in, ct.dtype, &why_not);
+        cond[ct.dtype] = fx.rows.empty() ? lla_conditioning_limit(fx.p, fx.in, ct.dtype, &why_not) : std::nullopt;
+        if (!fx.rows.empty()) why_not = "not computed for row-sampled fixtures";
         if (!cond[ct.dtype])
           res.notes.push_back("no conditioning bound for " + to_string(ct.dtype) + " candidates: " + why_not);
       }

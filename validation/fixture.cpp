@@ -23,6 +23,7 @@
 #include "validation/limits.hpp"
 #include "validation/mpi_shard.hpp"
 #include "validation/problem_json.hpp"
+#include "validation/row_sample.hpp"
 #include "validation/sha256.hpp"
 
 #ifndef PLX_GIT_COMMIT
@@ -243,7 +244,7 @@ json iterative_reference_error(const FixtureData& f, json& method) {
   const bool grads = f.truth.count("dq") > 0;
   json m;
   std::string where = "the whole case";
-  if (iterative_work(p, p.B, p.Lq) <= kIterativeCrossCheckWork) {
+  if (f.rows.empty() && iterative_work(p, p.B, p.Lq) <= kIterativeCrossCheckWork) {
     m = cross_check<qd4>(f, grads);
   } else {
     int lq = p.Lq;
@@ -256,6 +257,7 @@ json iterative_reference_error(const FixtureData& f, json& method) {
     where = "batch 0, all " + std::to_string(p.Hq) + " heads, query rows " + std::to_string(p.Lq - lq) + ".." +
             std::to_string(p.Lq - 1) + " (the sub-problem of those rows: dk, dv are their partial sums)";
   }
+  for (auto it = m.begin(); it != m.end();) it = f.truth.count(it.key()) ? std::next(it) : m.erase(it);  // row-sampled: no dk, dv
   for (auto& [n, v] : m.items()) v = v.get<double>() * (1 + 1e-12);
   method = "measured (iterative solve): max|truth - qd| / max|qd| per tensor over " + where +
            ", times (1 + 1e-12) for the quad-double run's own error; never the direct-solve estimate (docs/cg.md)";
@@ -424,6 +426,53 @@ bool compute_truth_units(FixtureData& f, json& notes, const GenerateOptions& o) 
   return true;
 }
 
+// Row-sampled truth (validation/row_sample.hpp): each run of consecutive listed rows of a batch is
+// a sub-problem, computed in units of kv heads (its extended-precision intermediates then span one
+// head's keys at a time); its per-row tensors go to the run's rows, its partial dK/dV are dropped.
+void compute_truth_rows(FixtureData& f, json& notes, const GenerateOptions& o) {
+  const std::vector<RowRun> runs = row_runs(f.p, f.rows);
+  const std::size_t R = f.rows.size();
+  json refused;
+  int done = 0;
+  for (const RowRun& r : runs) {
+    FixtureData s;
+    s.p = row_problem(f.p, r);
+    s.scalar = f.scalar;
+    s.in = row_inputs(f.p, f.in, r);
+    json un;
+    GenerateOptions local;
+    if (s.p.Hkv > 1) compute_truth_units(s, un, local);
+    else if (f.scalar == "dd") compute_truth<dd>(s, un);
+    else compute_truth<bf50>(s, un);
+    if (done == 0) notes = un;
+    if (!s.truth.count("dq") && refused.is_null()) refused = un;
+    for (auto& [n, t] : s.truth) {
+      if (n == "dk" || n == "dv") continue;  // sums over every query row: no truth in a sampled fixture
+      put_run(f.truth[n].hi, t.hi, r, f.p.B, R), put_run(f.truth[n].lo, t.lo, r, f.p.B, R);
+    }
+    for (auto& [n, t] : s.saved) put_run(f.saved[n].hi, t.hi, r, f.p.B, R), put_run(f.saved[n].lo, t.lo, r, f.p.B, R);
+    for (auto& [n, t] : s.diag) put_run(f.diag[n], t, r, f.p.B, R);
+    if (o.progress) o.progress(++done, int(runs.size()));
+  }
+  if (!refused.is_null()) {
+    notes = refused;
+    for (auto it = f.truth.begin(); it != f.truth.end();) it = it->first == "out" ? std::next(it) : f.truth.erase(it);
+  } else if (notes.contains("gradients")) {
+    notes["gradients"] = notes["gradients"].get<std::string>() + " (dk, dv: none, they sum over every query row)";
+  }
+  notes["rows"] = std::to_string(R) + " of " + std::to_string(f.p.Lq) + " query rows (dataset 'rows'), " +
+                  std::to_string(runs.size()) + " runs of consecutive rows over " + std::to_string(f.p.B) + " batches";
+}
+
+}  // namespace
+
+namespace {
+std::string gen_what(const Problem& p, const GenerateOptions& o) {
+  return "generating fixture '" + p.name + "'" +
+         (o.rows.empty() ? " (truth for a sample of query rows needs far less: a case's \"rows\": {\"sample\": N}; "
+                           "docs/fixtures.md)"
+                         : "");
+}
 }  // namespace
 
 bool gen_in_units(const Problem& p, GenSplit split) {
@@ -434,7 +483,7 @@ bool gen_in_units(const Problem& p, GenSplit split) {
 FixtureData generate_fixture(const Problem& p, const std::string& scalar, const GenerateOptions& o) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
   validate(p);
-  require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
+  require_memory(estimate_gen_memory(p, scalar, o.rows.size()), gen_what(p, o));
   GenerateOptions local = o;
   local.shared = false;
   return generate_fixture(p, make_inputs(p), scalar, local);
@@ -443,8 +492,14 @@ FixtureData generate_fixture(const Problem& p, const std::string& scalar, const 
 std::optional<FixtureData> generate_fixture_shared(const Problem& p, const std::string& scalar, GenerateOptions o) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
   validate(p);  // every rank: the same error before any work
-  require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
+  require_memory(estimate_gen_memory(p, scalar, o.rows.size()), gen_what(p, o));
   o.shared = true;
+  if (!o.rows.empty()) {  // row-sampled: rank 0 alone (its runs are not shared over ranks)
+    if (par::world().rank != 0) return std::nullopt;
+    GenerateOptions local = o;
+    local.shared = false;
+    return generate_fixture(p, make_inputs(p), scalar, local);
+  }
   FixtureData f;
   f.p = p;
   f.scalar = scalar;
@@ -486,7 +541,7 @@ std::map<std::string, Tensor<double>> reference_truth_dd(const Problem& p, const
 
 FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& scalar, const GenerateOptions& o) {
   if (scalar != "dd" && scalar != "bf50") throw Error("scalar: unknown name '" + scalar + "' (expected dd or bf50)");
-  require_memory(estimate_gen_memory(p, scalar), "generating fixture '" + p.name + "'");
+  require_memory(estimate_gen_memory(p, scalar, o.rows.size()), gen_what(p, o));
   check_inputs(p, in);
   FixtureData f;
   f.p = p;
@@ -495,7 +550,11 @@ FixtureData generate_fixture(const Problem& p, Inputs in, const std::string& sca
   json notes;
   GenerateOptions local = o;
   local.shared = false;
-  if (gen_in_units(p, o.split)) compute_truth_units(f, notes, local);
+  f.rows = o.rows, f.rows_spec = o.rows_spec;
+  if (!f.rows.empty()) {
+    check_row_set(p, f.rows);
+    compute_truth_rows(f, notes, local);
+  } else if (gen_in_units(p, o.split)) compute_truth_units(f, notes, local);
   else if (scalar == "dd") compute_truth<dd>(f, notes);
   else compute_truth<bf50>(f, notes);
   finish_fixture(f, notes);
@@ -514,7 +573,7 @@ void finish_fixture(FixtureData& f, json& notes) {
     json method;
     re["max_rel"] = iterative_reference_error(f, method);
     re["method"] = method;
-  } else if (work(p) <= kCrossCheckForwardWork) {
+  } else if (f.rows.empty() && work(p) <= kCrossCheckForwardWork) {
     const bool grads = work(p) <= kCrossCheckBackwardWork;
     re["method"] = std::string("measured: max|truth - ") + (scalar == "dd" ? "bf50" : "dd") +
                    "| / max|" + (scalar == "dd" ? "bf50" : "dd") + "| per tensor" + (grads ? "" : " (forward only)");
@@ -611,6 +670,10 @@ std::map<std::string, std::string> write_fixture(const FixtureData& f, const std
       w.input("dO", f.in.dO, p.dtype);
       if (p.probe == Probe::Learned) w.input("r", f.in.r, p.dtype);
       if (p.probe == Probe::Solver) w.f64("lambda", f.in.lambda);
+      if (!f.rows.empty()) {
+        const std::vector<std::int64_t> rows(f.rows.begin(), f.rows.end());
+        w.put("rows", {rows.size()}, h5::Raw::I64, rows.data(), rows.size() * 8);
+      }
       for (auto& [n, t] : f.truth) w.f64(n, t.hi), w.f64(n + "_lo", t.lo);
       for (auto& [n, t] : f.rad) w.f64(n + "_rad", t);  // certified radii (optional)
       { h5::Handle g = h5::create_group(file, "saved"); }
@@ -632,6 +695,13 @@ std::map<std::string, std::string> write_fixture(const FixtureData& f, const std
       if (!f.purpose.empty()) h5::set_attr(file, "purpose", f.purpose);
       if (!f.hint.empty()) h5::set_attr(file, "hint", f.hint);
       if (!f.certified.is_null()) h5::set_attr(file, "certified", f.certified.dump());
+      if (!f.rows.empty())
+        h5::set_attr(file, "rows",
+                     json{{"count", f.rows.size()},
+                          {"spec", f.rows_spec},
+                          {"meaning", "truth only for the query rows in dataset 'rows' (int64, increasing): out, dq, dr "
+                                      "[B,R,Hq,X], dlambda, saved/<per-row>, diag/* [B,Hq,R]; no dk, dv"}}
+                         .dump());
       h5::set_attr(file, "layout",
                    std::string("heads-last, row-major: q, r, dq, dr [B,Lq,Hq,D]; k, dk [B,Lkv,Hkv,D]; v, dv "
                                "[B,Lkv,Hkv,Dv]; out, dO [B,Lq,Hq,Dv]; lambda, dlambda, saved/<per-row>, diag/* "
@@ -699,7 +769,8 @@ FixtureData read_fixture(const std::string& path) {
   }
   for (const auto& ds : paths) {
     h5::Raw r = h5::read(file, ds);
-    if (r.type == h5::Raw::Other) throw Error(where(path, ds) + ": unsupported storage type " + r.type_desc);
+    if (r.type == h5::Raw::Other || (r.type == h5::Raw::I64 && ds != "rows"))
+      throw Error(where(path, ds) + ": unsupported storage type " + r.type_desc);
     if (!h5::has_attr(file, ds, "sha256")) throw Error(where(path, ds) + ": no 'sha256' attribute");
     const std::string want = h5::get_attr_string(file, ds, "sha256");
     const std::string got = sha256_hex(r.bytes.data(), r.bytes.size());
@@ -749,10 +820,31 @@ FixtureData read_fixture(const std::string& path) {
     }
     return t;
   };
-  const std::size_t D = p.D, Dv = p.Dv, Lkv = p.Lkv, Hkv = p.Hkv;
+  if (raw.count("rows")) {  // row-sampled truth (validation/row_sample.hpp)
+    const h5::Raw& r = raw.at("rows");
+    if (r.type != h5::Raw::I64 || r.shape.size() != 1)
+      throw Error(where(path, "rows") + ": must be a 1-d int64 list of query rows; it is " + r.type_desc + " of shape " +
+                  shape_str(r.shape));
+    for (double x : h5::to_tensor(r).data) f.rows.push_back(int(std::max(-1.0, std::min(x, double(p.Lq)))));
+    try {
+      check_row_set(p, f.rows);
+    } catch (const Error& e) {
+      throw Error(where(path, "rows") + ": " + e.what());
+    }
+    for (const char* n : {"dk", "dv"})
+      if (raw.count(n)) throw Error(where(path, n) + ": a row-sampled fixture has no truth for dk, dv (they sum over every query row)");
+    if (h5::has_attr(file, ".", "rows")) {
+      try {
+        f.rows_spec = json::parse(h5::get_attr_string(file, ".", "rows")).value("spec", json());
+      } catch (const json::exception& e) {
+        throw Error("fixture '" + path + "': attribute 'rows' is not valid JSON: " + e.what());
+      }
+    }
+  }
+  const std::size_t D = p.D, Dv = p.Dv, Lkv = p.Lkv, Hkv = p.Hkv, Lr = f.truth_rows();
   const std::map<std::string, std::vector<std::size_t>> shapes = {
-      {"out", {B, Lq, Hq, Dv}}, {"dq", {B, Lq, Hq, D}}, {"dk", {B, Lkv, Hkv, D}},
-      {"dv", {B, Lkv, Hkv, Dv}}, {"dr", {B, Lq, Hq, D}}, {"dlambda", {B, Hq, Lq}}};
+      {"out", {B, Lr, Hq, Dv}}, {"dq", {B, Lr, Hq, D}}, {"dk", {B, Lkv, Hkv, D}},
+      {"dv", {B, Lkv, Hkv, Dv}}, {"dr", {B, Lr, Hq, D}}, {"dlambda", {B, Hq, Lr}}};
   f.truth["out"] = truth_pair("out", shapes.at("out"));
   for (const auto& n : checked_tensor_names())
     if (n != "out" && raw.count(n)) f.truth[n] = truth_pair(n, shapes.at(n));

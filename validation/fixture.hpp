@@ -46,6 +46,12 @@ struct FixtureData {
   // |exact - (hi + lo)| <= rad per entry, and the root attribute `certified` (null if absent).
   std::map<std::string, Tensor<double>> rad;
   nlohmann::json certified;
+  // Row-sampled truth (validation/row_sample.hpp): the query rows the truth, saved/ and diag/
+  // tensors hold, in order ([B, R, Hq, X], [B, Hq, R]); no dk, dv. Empty: every row. Stored as
+  // the int64 dataset `rows` and the root attribute `rows` (the spec that chose them).
+  std::vector<int> rows;
+  nlohmann::json rows_spec;
+  std::size_t truth_rows() const { return rows.empty() ? std::size_t(p.Lq) : rows.size(); }
 };
 
 // "plx <version> (git commit <hash at configure time>, fixture schema v<N>)": `plx --version`.
@@ -74,6 +80,10 @@ struct GenerateOptions {
   bool shared = false;
   // Called on the assembling rank after each unit: (units done, units in all).
   std::function<void(int, int)> progress;
+  // Truth for these query rows only (validation/row_sample.hpp: select_rows); empty = every row.
+  // With rows, the units are the runs of consecutive rows of each batch.
+  std::vector<int> rows;
+  nlohmann::json rows_spec;
 };
 // Does this case run in units under `split`?
 bool gen_in_units(const Problem& p, GenSplit split);

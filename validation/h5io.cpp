@@ -142,12 +142,12 @@ std::string obj_name(hid_t loc) {
 }
 
 hid_t file_type(Raw::Type t) {
-  return t == Raw::F64 ? H5T_IEEE_F64LE : t == Raw::F32 ? H5T_IEEE_F32LE : H5T_STD_U16LE;
+  return t == Raw::F64 ? H5T_IEEE_F64LE : t == Raw::F32 ? H5T_IEEE_F32LE : t == Raw::I64 ? H5T_STD_I64LE : H5T_STD_U16LE;
 }
 hid_t mem_type(Raw::Type t) {
-  return t == Raw::F64 ? H5T_NATIVE_DOUBLE : t == Raw::F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT16;
+  return t == Raw::F64 ? H5T_NATIVE_DOUBLE : t == Raw::F32 ? H5T_NATIVE_FLOAT : t == Raw::I64 ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT16;
 }
-std::size_t elem_size(Raw::Type t) { return t == Raw::F64 ? 8 : t == Raw::F32 ? 4 : 2; }
+std::size_t elem_size(Raw::Type t) { return t == Raw::F64 || t == Raw::I64 ? 8 : t == Raw::F32 ? 4 : 2; }
 
 Handle vlen_string_type() {
   Handle t(check(H5Tcopy(H5T_C_S1), "H5Tcopy"), Handle::Datatype);
@@ -286,6 +286,26 @@ std::vector<std::string> list(hid_t loc, const std::string& group) {
   return names;
 }
 
+std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, std::size_t elem) {
+  hsize_t n = elem;
+  for (hsize_t d : dims) n *= d;
+  if (n <= kChunkBytes || dims.size() < 2) return {};
+  // Whole trailing axes while they fit, then a part of the next one, 1 on the leading axes: a
+  // chunk is a run of consecutive rows ([B, L, H, X]) or of one head's rows ([B, H, L]).
+  std::vector<hsize_t> c(dims.size(), 1);
+  hsize_t bytes = elem;
+  for (std::size_t a = dims.size(); a-- > 0;) {
+    if (dims[a] == 0) return {};
+    if (bytes * dims[a] <= kChunkBytes) {
+      c[a] = dims[a], bytes *= dims[a];
+      continue;
+    }
+    c[a] = std::max<hsize_t>(1, kChunkBytes / bytes);
+    break;
+  }
+  return c;
+}
+
 Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>& shape, Raw::Type type,
              const void* data) {
   Lock l;
@@ -293,6 +313,8 @@ Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>&
   Handle space(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "H5Screate_simple"), Handle::Dataspace);
   Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), Handle::Plist);
   check(H5Pset_obj_track_times(dcpl, false), "H5Pset_obj_track_times");  // bytes depend on data only
+  const std::vector<hsize_t> chunk = chunk_dims(dims, elem_size(type));
+  if (!chunk.empty()) check(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), "H5Pset_chunk " + name);
   Handle ds(check(H5Dcreate2(loc, name.c_str(), file_type(type), space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
                   "creating dataset " + name),
             Handle::Dataset);
@@ -319,6 +341,7 @@ Raw read(hid_t loc, const std::string& name) {
   else if (cls == H5T_FLOAT && sz == 4) r.type = Raw::F32, r.type_desc = "float32";
   else if (cls == H5T_FLOAT && sz == 2) r.type = Raw::Other, r.type_desc = "float16 (HDF5 native half)";
   else if (cls == H5T_INTEGER && sz == 2 && H5Tget_sign(ft) == H5T_SGN_NONE) r.type = Raw::U16, r.type_desc = "uint16";
+  else if (cls == H5T_INTEGER && sz == 8 && H5Tget_sign(ft) == H5T_SGN_2) r.type = Raw::I64, r.type_desc = "int64";
   else if (cls == H5T_INTEGER) r.type = Raw::Other, r.type_desc = (H5Tget_sign(ft) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(8 * sz);
   else if (cls == H5T_STRING) r.type = Raw::Other, r.type_desc = "string";
   else r.type = Raw::Other, r.type_desc = "HDF5 class " + std::to_string(int(cls));
@@ -422,6 +445,10 @@ Tensor<double> to_tensor(const Raw& r, const std::string& format) {
     std::vector<float> f(n);
     std::memcpy(f.data(), r.bytes.data(), n * 4);
     for (std::size_t i = 0; i < n; ++i) t.data[i] = f[i];
+  } else if (r.type == Raw::I64) {
+    std::vector<std::int64_t> v(n);
+    std::memcpy(v.data(), r.bytes.data(), n * 8);
+    for (std::size_t i = 0; i < n; ++i) t.data[i] = double(v[i]);
   } else if (r.type == Raw::U16) {
     std::vector<std::uint16_t> u(n);
     std::memcpy(u.data(), r.bytes.data(), n * 2);

@@ -42,7 +42,7 @@ class Handle {
 struct Raw {
   std::string name;
   std::vector<std::size_t> shape;
-  enum Type { F64, F32, U16, Other } type = Other;
+  enum Type { F64, F32, U16, I64, Other } type = Other;  // I64: index lists (a fixture's `rows`)
   std::string type_desc;         // e.g. "float64", "int32", "string"
   std::vector<std::uint8_t> bytes;  // row-major, little-endian host order (x86)
   std::size_t count() const;
@@ -57,7 +57,12 @@ void flush(hid_t file);
 bool exists(hid_t loc, const std::string& path);  // link exists (intermediate groups checked)
 std::vector<std::string> list(hid_t loc, const std::string& group = ".");  // link names, sorted
 
-// Write a dataset; `type` is the storage type (F64, F32 or U16) and `data` its raw elements.
+// Write a dataset; `type` is the storage type (F64, F32, U16 or I64) and `data` its raw elements.
+// A dataset over kChunkBytes is stored in chunks of about that size (chunk_dims), so a reader
+// (h5py, plx) can read a run of rows of a long-sequence file without reading the whole tensor;
+// smaller ones are contiguous. Chunking changes the file layout, never the data or its SHA-256.
+constexpr unsigned long long kChunkBytes = 1ull << 20;
+std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, std::size_t elem_bytes);  // empty: contiguous
 Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>& shape, Raw::Type type,
              const void* data);
 Raw read(hid_t loc, const std::string& name);

@@ -43,8 +43,18 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar) {
-  const Counts c = counts(p);
+MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar, std::size_t rows) {
+  Counts c = counts(p);
+  double sub = 0;
+  if (rows > 0 && rows < std::size_t(p.Lq)) {
+    // Truth for `rows` rows: the per-row outputs and dq, dr scale by rows / Lq, dk and dv are not
+    // computed; a run's sub-problem copies one batch's keys and values (double) and holds one kv
+    // head's keys and values in the truth scalar at a time (forward, then backward).
+    const double f = double(rows) / p.Lq, kv = double(p.Lkv) * p.Hkv * (p.D + p.Dv);
+    c.out *= f;
+    c.grad = p.decode ? 0 : f * (2.0 * p.B * p.Lq * p.Hq * p.D + double(p.B) * p.Hq * p.Lq);
+    sub = 8 * kv + 2 * (scalar == "bf50" ? 48 : 16) * kv / p.Hkv;
+  }
   // Bytes per element of the truth scalar: dd is two doubles; bf50 a Boost cpp_bin_float of
   // ~170 bits with its exponent and sign (48 bytes with padding).
   const double S = scalar == "bf50" ? 48 : 16;
@@ -53,9 +63,9 @@ MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar) 
   // Truth: the scalar tensors, then hi/lo doubles, then the written bytes (8 per element); the
   // reference-error cross-check runs a second scalar over the same shapes (bf50, 48 bytes).
   const double fwd = c.out * (S + 48 + 16 + 8), bwd = c.grad * (S + 48 + 16 + 8) * 2;  // backward: saved + result
-  e.bytes = in + fwd + bwd;
+  e.bytes = in + fwd + bwd + sub;
   e.breakdown = "inputs " + gb(in) + ", forward truth " + gb(fwd) + " (" + scalar + " + cross-check + hi/lo), gradients " +
-                gb(bwd);
+                gb(bwd) + (sub > 0 ? ", one run's keys " + gb(sub) : "");
   return e;
 }
 

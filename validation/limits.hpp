@@ -21,8 +21,9 @@ struct MemoryEstimate {
   std::string breakdown;  // e.g. "inputs 1.2 GB (double), truth 3.4 GB (dd + hi/lo), ..."
 };
 
-// Peak bytes of generate_fixture(p, scalar) (scalar "dd" or "bf50"; gradients when p allows).
-MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar);
+// Peak bytes of generate_fixture(p, scalar) (scalar "dd" or "bf50"; gradients when p allows),
+// with truth for `rows` sampled query rows (validation/row_sample.hpp; 0 = every row).
+MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar, std::size_t rows = 0);
 // Peak bytes of read_fixture + check_candidate for p (gradients included when p allows).
 MemoryEstimate estimate_check_memory(const Problem& p);
 
@@ -32,7 +33,8 @@ void set_memory_limit(std::uint64_t bytes);
 std::uint64_t memory_budget();
 
 // Throws plx::Error "<what>: needs about X GB (<breakdown>), more than the Y GB available" when
-// e.bytes > memory_budget().
+// e.bytes > memory_budget(). For `plx gen` the message names what reduces the need: row-sampled
+// truth, and MPI ranks for the work.
 void require_memory(const MemoryEstimate& e, const std::string& what);
 
 std::string human_bytes(double b);

@@ -30,6 +30,7 @@
 #include "validation/suite.hpp"
 #include "validation/user_inputs.hpp"
 #include "validation/mpi_shard.hpp"
+#include "validation/row_sample.hpp"
 #include "validation/sweep.hpp"
 
 #ifndef PLX_SOURCE_DIR
@@ -62,8 +63,29 @@ CheckResult check_one(const std::string& fixture_path, const FixtureData& fx, co
   bool grads = false;
   for (const char* g : {"dq", "dk", "dv", "dr"}) grads = grads || fx.truth.count(g) > 0;
   std::string why_no_grads;
-  CandidateResult r = run_candidate(run, fx.p, fx.in, grads ? RunWhat::ForwardAndBackward : RunWhat::Forward, &why_no_grads);
-  Candidate c = candidate_from_result("run:" + run, r, fx.p, candidate_dtypes(run, fx.p));
+  const RunWhat what = grads ? RunWhat::ForwardAndBackward : RunWhat::Forward;
+  Candidate c;
+  if (fx.rows.empty()) {
+    CandidateResult r = run_candidate(run, fx.p, fx.in, what, &why_no_grads);
+    c = candidate_from_result("run:" + run, r, fx.p, candidate_dtypes(run, fx.p));
+  } else {
+    // A row-sampled fixture: the backend runs each run of sampled rows as its own sub-problem
+    // (validation/row_sample.hpp), which computes exactly those rows of the full problem.
+    c.label = "run:" + run + " (on the sub-problems of the " + std::to_string(fx.rows.size()) + " sampled rows)";
+    c.in_process = true;
+    const auto dtypes = candidate_dtypes(run, fx.p);
+    auto m = over_rows(fx.p, fx.in, fx.rows, [&](const Problem& sp, const Inputs& si) {
+      std::string why;
+      CandidateResult r = run_candidate(run, sp, si, what, &why);
+      if (!why.empty()) why_no_grads = why;
+      std::map<std::string, Tensor<double>> t;
+      for (auto [n, x] : {std::pair<const char*, Tensor<double>*>{"out", &r.out}, {"dq", &r.dq}, {"dr", &r.dr}})
+        if (!x->empty()) t[n] = std::move(*x);
+      return t;
+    });
+    if (!why_no_grads.empty()) m.erase("dq"), m.erase("dr");  // not every run has them: none judged
+    for (auto& [n, x] : m) c.tensors[n] = {std::move(x), dtypes.count(n) ? dtypes.at(n) : DType::F64};
+  }
   // Keep only tensors the fixture has truth for (e.g. gradients of a decode fixture).
   for (auto it = c.tensors.begin(); it != c.tensors.end();)
     it = fx.truth.count(it->first) ? std::next(it) : c.tensors.erase(it);

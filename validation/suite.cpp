@@ -19,6 +19,7 @@
 #include "validation/fixture.hpp"
 #include "validation/mpi_shard.hpp"
 #include "validation/progress.hpp"
+#include "validation/row_sample.hpp"
 #include "validation/problem_json.hpp"
 
 namespace plx {
@@ -80,13 +81,21 @@ static Suite parse_suite_checked(const json& j, const std::string& where) {
     if (!c.is_object() || !c.contains("problem") || !c["problem"].is_object()) throw Error(cw + ": expected {\"problem\": {...}, \"scalar\"?}");
     for (auto it = c.begin(); it != c.end(); ++it)
       if (it.key() != "problem" && it.key() != "scalar" && it.key() != "comment" && it.key() != "purpose" &&
-          it.key() != "hint")
-        throw Error(cw + ": unknown key '" + it.key() + "' (problem, scalar, comment, purpose, hint)");
+          it.key() != "hint" && it.key() != "rows")
+        throw Error(cw + ": unknown key '" + it.key() + "' (problem, scalar, comment, purpose, hint, rows)");
     SuiteCase sc;
     try {
       sc.problem = problem_from_json(merge(defaults, c["problem"]));
     } catch (const Error& e) {
       throw Error(cw + ": " + e.what());
+    }
+    if (c.contains("rows")) {
+      try {
+        sc.rows = select_rows(sc.problem, c["rows"]);
+      } catch (const Error& e) {
+        throw Error(cw + ": " + e.what());
+      }
+      sc.rows_spec = c["rows"];
     }
     sc.scalar = c.value("scalar", scalar);
     for (const char* k : {"comment", "purpose", "hint"})
@@ -170,7 +179,8 @@ json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
   // writes the cases small[k] with k % size == r; rank 0 gathers their dataset hashes for the
   // manifest. Either way the bytes are those of one process.
   std::vector<int> big, small;
-  for (int i : order) (gen_in_units(s.cases[i].problem, opt.split) ? big : small).push_back(i);
+  for (int i : order)
+    (gen_in_units(s.cases[i].problem, opt.split) || !s.cases[i].rows.empty() ? big : small).push_back(i);
   auto finish = [&](int i, FixtureData& f) {
     f.purpose = s.cases[i].purpose, f.hint = s.cases[i].hint;
     if (opt.certify) certify_fixture(f, opt.certify_work_limit);
@@ -187,11 +197,15 @@ json gen_suite(const Suite& s, const std::string& dir, const GenOptions& opt) {
   for (int i : big) {
     const auto c0 = std::chrono::steady_clock::now();
     const Problem& p = s.cases[i].problem;
-    Progress prog("plx gen: " + s.cases[i].file, opt.progress && W.rank == 0, long(p.B) * p.Hkv);
+    const bool sampled = !s.cases[i].rows.empty();
+    const long units = sampled ? long(row_runs(p, s.cases[i].rows).size()) : long(p.B) * p.Hkv;
+    Progress prog("plx gen: " + s.cases[i].file, opt.progress && W.rank == 0, units);
     GenerateOptions go;
     go.split = GenSplit::Units;
+    go.rows = s.cases[i].rows, go.rows_spec = s.cases[i].rows_spec;
     go.progress = [&](int d, int) {
-      prog.update(d, "batch " + std::to_string((d - 1) / p.Hkv) + ", kv head " + std::to_string((d - 1) % p.Hkv));
+      prog.update(d, sampled ? "run " + std::to_string(d) + " of consecutive sampled rows"
+                             : "batch " + std::to_string((d - 1) / p.Hkv) + ", kv head " + std::to_string((d - 1) % p.Hkv));
     };
     try {
       std::optional<FixtureData> f = generate_fixture_shared(p, s.cases[i].scalar, go);

@@ -1,7 +1,8 @@
 // validation/suite.hpp — suites of fixture cases and `plx gen`.
 //
 // Charter: a suite is a JSON file {"name", "scalar"?, "defaults"?, "cases": [{"problem": {...},
-// "scalar"?, "comment"? | "purpose"?, "hint"?}]}; each case's problem is `defaults` overlaid by its own fields (objects merged
+// "scalar"?, "comment"? | "purpose"?, "hint"?, "rows"?}]}; "rows" asks for truth on a sample of query
+// rows only (validation/row_sample.hpp: {"sample": N, "seed": S, "ranges": [[a, b], ...]}); each case's problem is `defaults` overlaid by its own fields (objects merged
 // key by key) and parsed strictly (problem_json.hpp). gen_suite() writes one fixture per case
 // (file = problem name + ".h5"), in parallel over cases with OpenMP (the reference inside a
 // case runs serially then; with jobs = 1 it runs in parallel itself), and a manifest.json
@@ -23,6 +24,9 @@ struct SuiteCase {
   std::string file;  // problem.name + ".h5"
   std::string purpose;  // the case's "purpose" (or its "comment"): stored in the fixture, printed on failure
   std::string hint;     // the case's "hint": the usual cause of a failure and its fix
+  // The case's "rows": truth for these query rows only (validation/row_sample.hpp); empty = all.
+  std::vector<int> rows;
+  nlohmann::json rows_spec;
 };
 struct Suite {
   std::string name;

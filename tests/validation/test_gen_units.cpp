@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/validation/fixture_support.hpp"
+#include "validation/h5io.hpp"
 #include "validation/problem_json.hpp"
 
 using namespace plx;
@@ -117,4 +118,41 @@ TEST(GenUnits, AutoSplitsOnlyLargeMultiUnitCases) {
   EXPECT_FALSE(gen_in_units(p, GenSplit::Whole));
   p.B = 1, p.Hkv = 1, p.Hq = 4;
   EXPECT_FALSE(gen_in_units(p, GenSplit::Units)) << "one unit: nothing to split";
+}
+
+// Long-sequence files: a dataset over kChunkBytes is stored in row chunks of at most that size and
+// reads back bit for bit; small datasets (every committed fixture's) stay contiguous.
+TEST(GenUnits, LargeDatasetsAreChunkedByRows) {
+  using V = std::vector<hsize_t>;
+  EXPECT_EQ(h5::chunk_dims({1, 16384, 8, 128}, 8), (V{1, 128, 8, 128})) << "128 rows of 8 heads x 128 doubles = 1 MiB";
+  EXPECT_EQ(h5::chunk_dims({2, 100000, 1, 3}, 2), (V{1, 100000, 1, 3})) << "one batch's rows fit";
+  EXPECT_EQ(h5::chunk_dims({1, 8, 131072}, 8), (V{1, 1, 131072})) << "per-row tensor: one head's rows";
+  EXPECT_TRUE(h5::chunk_dims({1, 8, 16384}, 8).empty()) << "exactly 1 MiB: contiguous";
+  EXPECT_TRUE(h5::chunk_dims({3000000}, 8).empty()) << "rank 1 stays contiguous";
+  for (const V& d : {V{1, 1000, 3, 50}, V{2, 7, 30000}}) {
+    const V c = h5::chunk_dims(d, 8);
+    ASSERT_EQ(c.size(), d.size());
+    hsize_t bytes = 8;
+    for (std::size_t a = 0; a < c.size(); ++a) {
+      EXPECT_LE(c[a], d[a]);
+      bytes *= c[a];
+    }
+    EXPECT_LE(bytes, h5::kChunkBytes);
+    EXPECT_GT(bytes, h5::kChunkBytes / 2) << "chunks are not needlessly small";
+  }
+  TempDir dir;
+  const std::string path = dir.file("big.h5");
+  Tensor<double> t({1, 3000, 2, 64});
+  for (std::size_t i = 0; i < t.size(); ++i) t.data[i] = double(i) * 0.37 - 1e5;
+  {
+    h5::Handle f = h5::create_file(path);
+    h5::Handle ds = h5::write(f, "x", t.shape, h5::Raw::F64, t.ptr());
+    h5::Handle dcpl(H5Dget_create_plist(ds), h5::Handle::Plist);
+    EXPECT_EQ(H5Pget_layout(dcpl), H5D_CHUNKED);
+    h5::Handle small = h5::write(f, "y", {1, 10, 2, 64}, h5::Raw::F64, t.ptr());
+    h5::Handle dcpl2(H5Dget_create_plist(small), h5::Handle::Plist);
+    EXPECT_EQ(H5Pget_layout(dcpl2), H5D_CONTIGUOUS);
+  }
+  h5::Handle f = h5::open_file(path);
+  EXPECT_EQ(h5::to_tensor(h5::read(f, "x")).data, t.data);
 }
