@@ -391,7 +391,10 @@ void finish_fixture(FixtureData& f, json& notes);  // below generate_fixture
 
 // The truth of f in units, shared over the MPI ranks when `shared`. Returns false on a rank
 // other than 0 (it sent its units; f holds nothing).
-bool compute_truth_units(FixtureData& f, json& notes, const GenerateOptions& o) {
+// `concurrent`: the units run in parallel over OpenMP threads (each unit's own reference call then
+// runs on one thread), for sub-problems of a few rows whose row blocks cannot fill the threads;
+// every unit's results are kept until all are done. Results do not depend on it.
+bool compute_truth_units(FixtureData& f, json& notes, const GenerateOptions& o, bool concurrent = false) {
   const auto& W = par::world();
   const int size = o.shared && W.active ? W.size : 1, rank = o.shared && W.active ? W.rank : 0;
   const int n = f.p.B * f.p.Hkv;
@@ -401,10 +404,32 @@ bool compute_truth_units(FixtureData& f, json& notes, const GenerateOptions& o) 
     else compute_truth<bf50>(s, un);
     return s;
   };
+  // This rank's units u = rank, rank + size, ...; computed up front, in parallel, when concurrent.
+  std::vector<FixtureData> ready(static_cast<std::size_t>(n));
+  std::vector<json> ready_notes(static_cast<std::size_t>(n));
+  if (concurrent) {
+    std::vector<std::exception_ptr> errs(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int u = rank; u < n; u += size) {
+      try {
+        ready[std::size_t(u)] = compute(u, ready_notes[std::size_t(u)]);
+      } catch (...) {
+        errs[std::size_t(u)] = std::current_exception();
+      }
+    }
+    for (auto& e : errs)
+      if (e) std::rethrow_exception(e);
+  }
+  auto own = [&](int u, json& un) {
+    if (!concurrent) return compute(u, un);
+    un = std::move(ready_notes[std::size_t(u)]);
+    return std::move(ready[std::size_t(u)]);
+  };
   if (rank != 0) {
     for (int u = rank; u < n; u += size) {
       json un;
-      par::send_text(0, kTagUnit, pack_unit(compute(u, un), un));
+      FixtureData s = own(u, un);
+      par::send_text(0, kTagUnit, pack_unit(s, un));
     }
     return false;
   }
@@ -412,7 +437,7 @@ bool compute_truth_units(FixtureData& f, json& notes, const GenerateOptions& o) 
   json refused;
   for (int u = 0; u < n; ++u) {
     json un;
-    FixtureData s = u % size == 0 ? compute(u, un) : unpack_unit(par::recv_text_from(u % size, kTagUnit), un);
+    FixtureData s = u % size == 0 ? own(u, un) : unpack_unit(par::recv_text_from(u % size, kTagUnit), un);
     const bool has = s.truth.size() > 1;
     if (u == 0) notes = un;
     if (!has && refused.is_null()) refused = un;
@@ -429,9 +454,12 @@ bool compute_truth_units(FixtureData& f, json& notes, const GenerateOptions& o) 
 // Row-sampled truth (validation/row_sample.hpp): each run of consecutive listed rows of a batch is
 // a sub-problem, computed in units of kv heads (its extended-precision intermediates then span one
 // head's keys at a time); its per-row tensors go to the run's rows, its partial dK/dV are dropped.
-void compute_truth_rows(FixtureData& f, json& notes, const GenerateOptions& o) {
+// Under MPI with o.shared, each run's kv-head units are shared over the ranks (as for a whole
+// case); ranks other than 0 return false.
+bool compute_truth_rows(FixtureData& f, json& notes, const GenerateOptions& o) {
   const std::vector<RowRun> runs = row_runs(f.p, f.rows);
   const std::size_t R = f.rows.size();
+  const bool root = !(o.shared && par::world().active) || par::world().rank == 0;
   json refused;
   int done = 0;
   for (const RowRun& r : runs) {
@@ -441,9 +469,9 @@ void compute_truth_rows(FixtureData& f, json& notes, const GenerateOptions& o) {
     s.in = row_inputs(f.p, f.in, r);
     json un;
     GenerateOptions local;
-    if (s.p.Hkv > 1) compute_truth_units(s, un, local);
-    else if (f.scalar == "dd") compute_truth<dd>(s, un);
-    else compute_truth<bf50>(s, un);
+    local.shared = o.shared;
+    // A run of a few rows cannot fill the threads with its row blocks: its heads run in parallel.
+    if (!compute_truth_units(s, un, local, /*concurrent=*/s.p.Lq <= 64)) continue;
     if (done == 0) notes = un;
     if (!s.truth.count("dq") && refused.is_null()) refused = un;
     for (auto& [n, t] : s.truth) {
@@ -460,8 +488,10 @@ void compute_truth_rows(FixtureData& f, json& notes, const GenerateOptions& o) {
   } else if (notes.contains("gradients")) {
     notes["gradients"] = notes["gradients"].get<std::string>() + " (dk, dv: none, they sum over every query row)";
   }
+  if (!root) return false;
   notes["rows"] = std::to_string(R) + " of " + std::to_string(f.p.Lq) + " query rows (dataset 'rows'), " +
                   std::to_string(runs.size()) + " runs of consecutive rows over " + std::to_string(f.p.B) + " batches";
+  return true;
 }
 
 }  // namespace
@@ -494,13 +524,15 @@ std::optional<FixtureData> generate_fixture_shared(const Problem& p, const std::
   validate(p);  // every rank: the same error before any work
   require_memory(estimate_gen_memory(p, scalar, o.rows.size()), gen_what(p, o));
   o.shared = true;
-  if (!o.rows.empty()) {  // row-sampled: rank 0 alone (its runs are not shared over ranks)
-    if (par::world().rank != 0) return std::nullopt;
-    GenerateOptions local = o;
-    local.shared = false;
-    return generate_fixture(p, make_inputs(p), scalar, local);
-  }
   FixtureData f;
+  if (!o.rows.empty()) {  // row-sampled: every run's heads shared over the ranks
+    check_row_set(p, o.rows);
+    f.p = p, f.scalar = scalar, f.in = make_inputs(p), f.rows = o.rows, f.rows_spec = o.rows_spec;
+    json notes;
+    if (!compute_truth_rows(f, notes, o)) return std::nullopt;
+    finish_fixture(f, notes);
+    return f;
+  }
   f.p = p;
   f.scalar = scalar;
   f.in = make_inputs(p);

@@ -16,8 +16,8 @@ constexpr std::uint64_t kRowStream = 0x726f7773;  // "rows": not one of the inpu
 std::vector<int> select_rows(const Problem& p, const json& spec) {
   if (!spec.is_object()) throw Error("rows: expected an object {\"sample\": N, \"seed\": S, \"ranges\": [[a, b], ...]}, got " + spec.dump());
   for (auto it = spec.begin(); it != spec.end(); ++it)
-    if (it.key() != "sample" && it.key() != "seed" && it.key() != "ranges")
-      throw Error("rows: unknown key '" + it.key() + "' (expected sample, seed, ranges)");
+    if (it.key() != "sample" && it.key() != "seed" && it.key() != "ranges" && it.key() != "block")
+      throw Error("rows: unknown key '" + it.key() + "' (expected sample, seed, block, ranges)");
   if (!spec.contains("sample") && !spec.contains("ranges")) throw Error("rows: give 'sample' or 'ranges' (or both)");
   const int Lq = p.Lq;
   std::vector<char> take(std::size_t(Lq), 0);
@@ -49,15 +49,25 @@ std::vector<int> select_rows(const Problem& p, const json& spec) {
         throw Error("rows.seed: expected an unsigned integer, got " + spec["seed"].dump());
       seed = spec["seed"].get<std::uint64_t>();
     }
-    // The inner rows 1 .. Lq - 2, first n - 2 of a seeded Fisher-Yates shuffle.
-    std::vector<int> inner(std::size_t(std::max(0, Lq - 2)));
-    std::iota(inner.begin(), inner.end(), 1);
+    long block = 1;
+    if (spec.contains("block")) {
+      if (!spec["block"].is_number_integer() || spec["block"].get<long>() < 1)
+        throw Error("rows.block: expected an integer >= 1, got " + spec["block"].dump());
+      block = spec["block"].get<long>();
+    }
+    if ((n - need) % block != 0)
+      throw Error("rows.sample = " + std::to_string(n) + " with rows.block = " + std::to_string(block) + ": sample - " +
+                  std::to_string(need) + " (the rows besides the first and last) must be a multiple of the block");
+    // The inner rows 1 .. Lq - 2 as aligned blocks [1 + j block, 1 + (j + 1) block); the first
+    // (n - 2) / block of a seeded Fisher-Yates shuffle of the blocks are taken.
+    const long nb = std::max(0, Lq - 2) / block, m = (n - need) / block;  // m <= nb as n <= Lq
+    std::vector<long> blocks(static_cast<std::size_t>(nb));
+    std::iota(blocks.begin(), blocks.end(), 0L);
     const CounterRng g{seed, kRowStream};
-    const long m = std::min<long>(n - need, long(inner.size()));
     for (long t = 0; t < m; ++t) {
-      const long j = t + long(g.uniform(std::uint64_t(t)) * double(long(inner.size()) - t));
-      std::swap(inner[std::size_t(t)], inner[std::size_t(j)]);
-      take[std::size_t(inner[std::size_t(t)])] = 1;
+      const long j = t + long(g.uniform(std::uint64_t(t)) * double(nb - t));
+      std::swap(blocks[std::size_t(t)], blocks[std::size_t(j)]);
+      for (long k = 0; k < block; ++k) take[std::size_t(1 + blocks[std::size_t(t)] * block + k)] = 1;
     }
   }
   std::vector<int> rows;

@@ -28,10 +28,12 @@
 
 namespace plx {
 
-// The spec, in a suite case or `plx gen --rows`: {"sample": N, "seed": S, "ranges": [[a, b], ...]}.
+// The spec, a suite case's "rows": {"sample": N, "seed": S, "block": K, "ranges": [[a, b], ...]}.
 // sample: N rows in all, the first and last query rows always among them and the others drawn
-// uniformly without replacement (seed S, default the problem's seed); ranges: half-open [a, b)
-// runs of rows added to the sample. Returns the sorted, distinct rows. Errors name the field.
+// uniformly without replacement (seed S, default the problem's seed) as (N - 2) / K aligned
+// blocks of K consecutive rows (K = 1 by default: single rows; larger blocks share each run's
+// O(Lkv D) set-up, see docs/fixtures.md); ranges: half-open [a, b) runs of rows added to the
+// sample. Returns the sorted, distinct rows. Errors name the field.
 std::vector<int> select_rows(const Problem& p, const nlohmann::json& spec);
 // Is this row set computable as sub-problems (see the charter)? Otherwise a plx::Error naming why.
 void check_row_set(const Problem& p, const std::vector<int>& rows);

@@ -114,6 +114,13 @@ TEST(RowSample, SpecRules) {
   EXPECT_EQ(a, select_rows(p, {{"sample", 10}, {"seed", 7}})) << "deterministic";
   EXPECT_NE(a, select_rows(p, {{"sample", 10}, {"seed", 8}})) << "the seed matters (8 of 38 inner rows)";
   EXPECT_EQ(select_rows(p, {{"sample", p.Lq}}).size(), std::size_t(p.Lq)) << "a sample of every row";
+  const auto blk = select_rows(p, {{"sample", 14}, {"block", 4}, {"seed", 2}});
+  ASSERT_EQ(blk.size(), 14u);
+  EXPECT_EQ(row_runs(p, blk).size() % 2, 0u);
+  for (std::size_t k = 1; k + 1 < blk.size(); ++k)  // inner rows come in aligned blocks of 4: 1 + 4j .. 4 + 4j
+    if ((blk[k] - 1) % 4 != 0) EXPECT_EQ(blk[k - 1], blk[k] - 1) << "row " << blk[k] << " starts no block";
+  EXPECT_NE(error_of([&] { select_rows(p, {{"sample", 13}, {"block", 4}}); }).find("multiple of the block"), std::string::npos);
+  EXPECT_EQ(select_rows(p, {{"sample", 38}, {"block", 4}}).size(), 38u) << "all 9 blocks of 4 inner rows";
   const auto r = select_rows(p, {{"ranges", {{3, 6}, {5, 9}}}});
   EXPECT_EQ(r, (std::vector<int>{0, 3, 4, 5, 6, 7, 8, p.Lq - 1})) << "ranges are half-open and merge; first and last added";
   const auto runs = row_runs(p, r);
