@@ -775,7 +775,15 @@ FixtureData read_fixture(const std::string& path) {
   } catch (const Error& e) {
     throw Error("fixture '" + path + "': attribute 'problem': " + e.what());
   }
-  require_memory(estimate_check_memory(f.p), "fixture '" + path + "' (problem " + problem_json_text(f.p) + ")");
+  std::size_t sampled_rows = 0;  // a row-sampled fixture's row count, from its `rows` attribute
+  if (h5::has_attr(file, ".", "rows")) {
+    try {
+      sampled_rows = json::parse(h5::get_attr_string(file, ".", "rows")).value("count", std::size_t(0));
+    } catch (const json::exception& e) {
+      throw Error("fixture '" + path + "': attribute 'rows' is not valid JSON with a count: " + e.what());
+    }
+  }
+  require_memory(estimate_check_memory(f.p, sampled_rows), "fixture '" + path + "' (problem " + problem_json_text(f.p) + ")");
   f.scalar = h5::get_attr_string(file, ".", "scalar");
   for (const char* a : {"reference_error", "tolerances"}) {
     try {

@@ -314,7 +314,13 @@ Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>&
   Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), Handle::Plist);
   check(H5Pset_obj_track_times(dcpl, false), "H5Pset_obj_track_times");  // bytes depend on data only
   const std::vector<hsize_t> chunk = chunk_dims(dims, elem_size(type));
-  if (!chunk.empty()) check(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), "H5Pset_chunk " + name);
+  if (!chunk.empty()) {
+    check(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), "H5Pset_chunk " + name);
+    // Byte shuffle + deflate level 1 (measured on an L = 4096 fixture: 602 -> 428 MB; the float32
+    // views of 16-bit inputs shrink 2.75x, saved/probe 5x, hi/lo truth only 1.13x; ~28 s per GB).
+    check(H5Pset_shuffle(dcpl), "H5Pset_shuffle " + name);
+    check(H5Pset_deflate(dcpl, 1), "H5Pset_deflate " + name);
+  }
   Handle ds(check(H5Dcreate2(loc, name.c_str(), file_type(type), space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
                   "creating dataset " + name),
             Handle::Dataset);

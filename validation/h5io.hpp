@@ -59,8 +59,9 @@ std::vector<std::string> list(hid_t loc, const std::string& group = ".");  // li
 
 // Write a dataset; `type` is the storage type (F64, F32, U16 or I64) and `data` its raw elements.
 // A dataset over kChunkBytes is stored in chunks of about that size (chunk_dims), so a reader
-// (h5py, plx) can read a run of rows of a long-sequence file without reading the whole tensor;
-// smaller ones are contiguous. Chunking changes the file layout, never the data or its SHA-256.
+// (h5py, plx) can read a run of rows of a long-sequence file without reading the whole tensor,
+// compressed with HDF5's shuffle and deflate filters (every HDF5 build and h5py read them);
+// smaller ones are contiguous and uncompressed. Neither changes the data or its SHA-256.
 constexpr unsigned long long kChunkBytes = 1ull << 20;
 std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, std::size_t elem_bytes);  // empty: contiguous
 Handle write(hid_t loc, const std::string& name, const std::vector<std::size_t>& shape, Raw::Type type,

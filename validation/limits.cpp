@@ -1,6 +1,8 @@
 // validation/limits.cpp — see limits.hpp.
 #include "validation/limits.hpp"
 
+#include <omp.h>
+
 #include <atomic>
 
 #include <unistd.h>
@@ -48,12 +50,15 @@ MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar, 
   double sub = 0;
   if (rows > 0 && rows < std::size_t(p.Lq)) {
     // Truth for `rows` rows: the per-row outputs and dq, dr scale by rows / Lq, dk and dv are not
-    // computed; a run's sub-problem copies one batch's keys and values (double) and holds one kv
-    // head's keys and values in the truth scalar at a time (forward, then backward).
+    // computed. A run's sub-problem copies one batch's keys and values (double); each of up to T
+    // (threads) kv-head units in flight holds its keys and values in the truth scalar (twice:
+    // the backward converts its own), and the backward's wave of up to 4 T row blocks holds a
+    // partial dK/dV over all keys each (reference/backward.hpp).
     const double f = double(rows) / p.Lq, kv = double(p.Lkv) * p.Hkv * (p.D + p.Dv);
+    const double S = scalar == "bf50" ? 48 : 16, T = omp_get_max_threads();
     c.out *= f;
     c.grad = p.decode ? 0 : f * (2.0 * p.B * p.Lq * p.Hq * p.D + double(p.B) * p.Hq * p.Lq);
-    sub = 8 * kv + 2 * (scalar == "bf50" ? 48 : 16) * kv / p.Hkv;
+    sub = 8 * kv + T * 2 * S * kv / p.Hkv + 4 * T * S * double(p.Lkv) * (p.D + p.Dv);
   }
   // Bytes per element of the truth scalar: dd is two doubles; bf50 a Boost cpp_bin_float of
   // ~170 bits with its exponent and sign (48 bytes with padding).
@@ -65,13 +70,26 @@ MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar, 
   const double fwd = c.out * (S + 48 + 16 + 8), bwd = c.grad * (S + 48 + 16 + 8) * 2;  // backward: saved + result
   e.bytes = in + fwd + bwd + sub;
   e.breakdown = "inputs " + gb(in) + ", forward truth " + gb(fwd) + " (" + scalar + " + cross-check + hi/lo), gradients " +
-                gb(bwd) + (sub > 0 ? ", one run's keys " + gb(sub) : "");
+                gb(bwd) + (sub > 0 ? ", a run's keys and partial dK/dV " + gb(sub) : "");
   return e;
 }
 
-MemoryEstimate estimate_check_memory(const Problem& p) {
+MemoryEstimate estimate_check_memory(const Problem& p, std::size_t rows) {
   const Counts c = counts(p);
   MemoryEstimate e;
+  if (rows > 0 && rows < std::size_t(p.Lq)) {
+    // Row-sampled (validation/row_sample.hpp): truth and baseline on `rows` rows; a candidate file
+    // is full size (out, dq, dr); a run's sub-problem copies one batch's keys and values.
+    const double f = double(rows) / p.Lq, full = double(p.B) * p.Lq * p.Hq * (p.Dv + 2.0 * p.D);
+    const double kv = double(p.Lkv) * p.Hkv * (p.D + p.Dv);
+    const double fx = 8 * c.in * 2 + full * f * (16 + 8);
+    const double cand = full * (8 + 8);
+    const double base = full * f * (4 + 8 + 8) + 4 * kv + 8 * kv;
+    e.bytes = fx + cand + base;
+    e.breakdown = "fixture " + gb(fx) + " (truth on " + std::to_string(rows) + " rows), candidate " + gb(cand) +
+                  ", same-precision baseline on the rows' sub-problems " + gb(base);
+    return e;
+  }
   const double fx = 8 * c.in * 2 + (c.out + c.grad) * (16 + 8);  // inputs (+ raw bytes), truth hi/lo (+ raw)
   const double cand = (c.out + c.grad) * (8 + 8);                   // candidate doubles (+ raw)
   const double base = (c.out + c.grad) * (4 + 8 + 8) + 4 * c.in;   // fp32 reference, widened, rounded; fp32 inputs

@@ -24,8 +24,9 @@ struct MemoryEstimate {
 // Peak bytes of generate_fixture(p, scalar) (scalar "dd" or "bf50"; gradients when p allows),
 // with truth for `rows` sampled query rows (validation/row_sample.hpp; 0 = every row).
 MemoryEstimate estimate_gen_memory(const Problem& p, const std::string& scalar, std::size_t rows = 0);
-// Peak bytes of read_fixture + check_candidate for p (gradients included when p allows).
-MemoryEstimate estimate_check_memory(const Problem& p);
+// Peak bytes of read_fixture + check_candidate for p (gradients included when p allows), for a
+// fixture with truth on `rows` sampled query rows (0 = every row).
+MemoryEstimate estimate_check_memory(const Problem& p, std::size_t rows = 0);
 
 // Bytes this process may use: the limit set_memory_limit gave (the plx tool: PLX_MEMORY_LIMIT),
 // else MemAvailable (else physical RAM). 0 = no explicit limit.

@@ -199,6 +199,7 @@ int run_inspect(const std::string& path, bool as_json) {
             {"reference_error", fx.reference_error}, {"tolerances", fx.tolerances}, {"diagnostics_max", diag},
             {"purpose", fx.purpose}, {"hint", fx.hint}};
   if (!fx.certified.is_null()) j["certified"] = fx.certified;
+  if (!fx.rows.empty()) j["rows"] = {{"count", fx.rows.size()}, {"spec", fx.rows_spec}};
   if (as_json) {
     std::cout << j.dump(1) << "\n";
     return 0;
@@ -208,6 +209,9 @@ int run_inspect(const std::string& path, bool as_json) {
             << "\n  generator " << fx.provenance.value("generator", "") << ", commit "
             << fx.provenance.value("git_commit", "") << ", created " << fx.provenance.value("created", "") << "\n"
             << "  problem " << problem_to_json(fx.p).dump() << "\n";
+  if (!fx.rows.empty())
+    std::cout << "  row-sampled: truth for " << fx.rows.size() << " of " << fx.p.Lq
+              << " query rows (dataset 'rows'; spec " << fx.rows_spec.dump() << "); no dk, dv\n";
   if (!fx.purpose.empty()) std::cout << "  purpose: " << fx.purpose << "\n";
   if (!fx.hint.empty()) std::cout << "  hint: " << fx.hint << "\n";
   std::cout << "  datasets:\n";

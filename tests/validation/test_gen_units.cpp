@@ -149,6 +149,7 @@ TEST(GenUnits, LargeDatasetsAreChunkedByRows) {
     h5::Handle ds = h5::write(f, "x", t.shape, h5::Raw::F64, t.ptr());
     h5::Handle dcpl(H5Dget_create_plist(ds), h5::Handle::Plist);
     EXPECT_EQ(H5Pget_layout(dcpl), H5D_CHUNKED);
+    EXPECT_EQ(H5Pget_nfilters(dcpl), 2) << "shuffle + deflate";
     h5::Handle small = h5::write(f, "y", {1, 10, 2, 64}, h5::Raw::F64, t.ptr());
     h5::Handle dcpl2(H5Dget_create_plist(small), h5::Handle::Plist);
     EXPECT_EQ(H5Pget_layout(dcpl2), H5D_CONTIGUOUS);
