@@ -47,15 +47,19 @@ n1=$(ls "$d/gen1"/*.h5 | wc -l); n2=$(ls "$d/gen2"/*.h5 | wc -l)
 [ "$n1" = "$n2" ] && [ "$n1" -gt 3 ] || { echo "FAIL: $n1 vs $n2 fixtures"; exit 1; }
 # One case shared over the ranks: `--split units` gives each rank (batch, kv head) units of the same
 # case and rank 0 assembles; the datasets equal one process computing the whole case. Three units
-# (B = 1, Hkv = 3) so the ranks hold unequal shares, and GQA, a window and gradients.
+# (B = 1, Hkv = 3) so the ranks hold unequal shares, and GQA, a window and gradients; and a
+# row-sampled case, whose runs of rows are shared head by head.
 cat > "$d/one.json" <<'JSON'
 {"name": "one", "cases": [{"problem": {"name": "shared", "member": "parallax", "B": 1, "Hq": 6, "Hkv": 3,
   "Lq": 40, "Lkv": 40, "D": 8, "Dv": 8, "window": 17, "dtype": "bfloat16", "seed": 5}},
   {"problem": {"name": "shared_softmax", "member": "softmax", "B": 2, "Hq": 2, "Hkv": 2,
-  "Lq": 33, "Lkv": 33, "D": 8, "Dv": 8, "start": [0, 3], "dtype": "float32", "seed": 6}}]}
+  "Lq": 33, "Lkv": 33, "D": 8, "Dv": 8, "start": [0, 3], "dtype": "float32", "seed": 6}},
+  {"problem": {"name": "shared_rows", "member": "lla", "B": 1, "Hq": 4, "Hkv": 2,
+  "Lq": 50, "Lkv": 50, "D": 4, "Dv": 4, "dtype": "float32", "seed": 7},
+   "rows": {"sample": 12, "block": 5, "seed": 2, "ranges": [[20, 23]]}}]}
 JSON
 "$PLX" gen --suite "$d/one.json" --out "$d/one1" --jobs 1 --split whole --quiet
 "${MPI[@]}" "$PLX" gen --suite "$d/one.json" --out "$d/one2" --split units 2> "$d/one.log"
 grep -q "plx gen: shared.h5: \[3/3\] batch 0, kv head 2" "$d/one.log" || { echo "FAIL: no per-unit progress:"; cat "$d/one.log"; exit 1; }
 cmp "$d/one1/manifest.json" "$d/one2/manifest.json" || { echo "FAIL: one case over 2 ranks differs from one process"; exit 1; }
-echo "PASS: mpirun -n 2 plx sweep / gen byte-identical to one process ($(($(wc -l < "$d/serial.csv") - 2)) sweep rows, $n1 fixtures; 2 cases each shared over both ranks)"
+echo "PASS: mpirun -n 2 plx sweep / gen byte-identical to one process ($(($(wc -l < "$d/serial.csv") - 2)) sweep rows, $n1 fixtures; 3 cases each shared over both ranks, one row-sampled)"
