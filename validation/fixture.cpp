@@ -16,7 +16,6 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <set>
 
 #include "reference/all.hpp"
 #include "validation/h5io.hpp"

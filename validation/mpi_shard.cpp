@@ -63,39 +63,36 @@ void send_text(int dest, int tag, const std::string& text) {
 #endif
 }
 
-std::string recv_text(int* source, int* tag) {
+namespace {
+// Blocking receive of the next message matching (source, tag); either may be MPI_ANY_*.
+std::string recv_matching(int source, int tag, int* got_source, int* got_tag, const char* who) {
 #ifdef PLX_HAVE_MPI
-  if (!g_world.active) throw Error("recv_text without MPI");
-  MPI_Status st;
-  MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
-  int n = 0;
-  MPI_Get_count(&st, MPI_CHAR, &n);
-  std::string s(std::size_t(n), '\0');
-  MPI_Recv(s.data(), n, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-  if (source) *source = st.MPI_SOURCE;
-  if (tag) *tag = st.MPI_TAG;
-  return s;
-#else
-  (void)source, (void)tag;
-  throw Error("recv_text: plx was built without MPI");
-#endif
-}
-
-std::string recv_text_from(int source, int tag) {
-#ifdef PLX_HAVE_MPI
-  if (!g_world.active) throw Error("recv_text_from without MPI");
+  if (!g_world.active) throw Error(std::string(who) + " without MPI");
   MPI_Status st;
   MPI_Probe(source, tag, MPI_COMM_WORLD, &st);
   int n = 0;
   MPI_Get_count(&st, MPI_CHAR, &n);
   std::string s(std::size_t(n), '\0');
-  MPI_Recv(s.data(), n, MPI_CHAR, source, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  MPI_Recv(s.data(), n, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  if (got_source) *got_source = st.MPI_SOURCE;
+  if (got_tag) *got_tag = st.MPI_TAG;
   return s;
 #else
-  (void)source, (void)tag;
-  throw Error("recv_text_from: plx was built without MPI");
+  (void)source, (void)tag, (void)got_source, (void)got_tag;
+  throw Error(std::string(who) + ": plx was built without MPI");
 #endif
 }
+}  // namespace
+
+std::string recv_text(int* source, int* tag) {
+#ifdef PLX_HAVE_MPI
+  return recv_matching(MPI_ANY_SOURCE, MPI_ANY_TAG, source, tag, "recv_text");
+#else
+  return recv_matching(-1, -1, source, tag, "recv_text");
+#endif
+}
+
+std::string recv_text_from(int source, int tag) { return recv_matching(source, tag, nullptr, nullptr, "recv_text_from"); }
 
 bool has_message() {
 #ifdef PLX_HAVE_MPI

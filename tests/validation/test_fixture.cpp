@@ -15,14 +15,6 @@ using namespace plx;
 using namespace plx::test;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 // One generated fixture shared by the tests of this file (generation is the slow part).

@@ -25,14 +25,6 @@ namespace {
 
 Problem case_of(const std::string& text) { return problem_from_json(json::parse(text)); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 bool bit_equal(const Tensor<double>& a, const Tensor<double>& b) {
   return a.shape == b.shape && std::memcmp(a.ptr(), b.ptr(), a.size() * 8) == 0;
